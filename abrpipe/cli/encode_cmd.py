@@ -1,0 +1,109 @@
+"""`abrpipe encode`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from rich.table import Table
+
+from abrpipe import registry
+from abrpipe.cli.common import ProgressDisplay, console_err, emit_json, json_option, quiet_option
+from abrpipe.encode import build_commands
+from abrpipe.pipeline import Event, Job, default_output, prepare_job, rendition_summary, run_job
+from abrpipe.publish import partial_dir
+from abrpipe.units import format_kbps
+
+
+def job_options(f):
+    """Options shared by every command that encodes (encode, batch, compare)."""
+    f = click.option("--profile", "-p", "profile_ref", default="default", show_default=True,
+                     help="Profile name (see `abrpipe profiles list`) or path to a .toml/.yaml profile.")(f)
+    f = click.option("--preset", help="Override the profile's encoder preset (e.g. ultrafast for a quick look).")(f)
+    f = click.option("--audio-track", "audio_tracks", multiple=True,
+                     help="Source audio track to keep, by index (0, 1...) or language (eng); repeatable. Default: the profile's choice.")(f)
+    f = click.option("--allow-references", is_flag=True,
+                     help="Let ffmpeg open inputs that reference other files or URLs (playlists, concat lists). Off by default for safety.")(f)
+    return f
+
+
+def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
+    if not values:
+        return None
+    return tuple(int(v) if v.isdigit() else v for v in values)
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", help="Output directory (default: INPUT's name + '-abr' beside it). Work happens in OUTPUT.partial/.")
+@job_options
+@click.option("--dry-run", is_flag=True, help="Print the exact ffmpeg command(s) and run nothing.")
+@click.option("--no-validate", is_flag=True, help="Do not validate before publishing (by default an invalid result is never published).")
+@click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
+              help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.")
+@click.option("--keep-logs", is_flag=True, help="Keep ffmpeg's logs in OUTPUT/.logs/.")
+@json_option
+@quiet_option
+@click.pass_context
+def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, dry_run, no_validate,
+           dash_schema, keep_logs, as_json, quiet):
+    """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
+
+    One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
+    timestamps; the segments are shared by both manifests. Nothing is written to OUTPUT until the
+    whole result is complete and valid.
+    """
+    profile = registry.load(profile_ref)
+    out = output or default_output(input_path)
+    job = Job(
+        input=input_path,
+        output=out,
+        profile=profile,
+        preset=preset,
+        audio_tracks=parse_audio_tracks(audio_tracks),
+        validate=not no_validate,
+        dash_schema=dash_schema,
+        allow_references=allow_references,
+        keep_logs=keep_logs or ctx.obj.get("debug", False),
+    )
+    err = console_err()
+    if dry_run:
+        source, plan = prepare_job(job)
+        commands = build_commands(source, plan, partial_dir(out))
+        if as_json:
+            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands]})
+        else:
+            for c in commands:
+                click.echo(c.shell())
+        return
+    with ProgressDisplay(f"encode {os.path.basename(input_path)}", quiet=quiet or as_json and not err.is_terminal) as display:
+        def on_event(e: Event) -> None:
+            if e.progress is not None:
+                display.update(e.progress)
+            elif e.stage in ("plan", "package", "validate", "publish"):
+                display.message(f"{e.stage}: {e.message}".rstrip(": "))
+
+        result = run_job(job, on_event)
+    renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
+    if as_json:
+        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s})
+    if not quiet:
+        for d in result.plan.dropped:
+            err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
+        for note in result.plan.notes:
+            err.print(f"note: {note}", highlight=False, markup=False)
+        err.print(summary_table(renditions))
+        err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd", highlight=False, markup=False)
+
+
+def summary_table(renditions: list[dict]) -> Table:
+    table = Table(title="renditions", title_justify="left")
+    for col in ("rendition", "resolution", "codec", "avg", "peak", "size", "segments"):
+        table.add_column(col, justify="right" if col in ("avg", "peak", "size", "segments") else "left")
+    for r in renditions:
+        resolution = f"{r['width']}x{r['height']}@{r['frame_rate']:g}" if r["kind"] == "video" else f"{r['channels']}ch"
+        table.add_row(
+            r["id"], resolution, r["codec"], format_kbps(r["average_bps"] / 1000), format_kbps(r["peak_bps"] / 1000),
+            f"{r['size_bytes'] / 1e6:.1f} MB", str(r["segments"]),
+        )
+    return table

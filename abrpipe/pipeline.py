@@ -1,0 +1,187 @@
+"""run_job(): probe -> plan -> encode -> package -> validate -> publish, for one title.
+
+A Job is self-contained and picklable (input path, resolved profile, output, options), so that a
+batch can run it in another process or on another machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from abrpipe import __version__, encode, package, publish
+from abrpipe.errors import AbrpipeError, OutputError, ValidationFailed
+from abrpipe.plan import LadderPlan, plan_ladder
+from abrpipe.probe import SourceMedia, probe
+from abrpipe.profile import Profile
+from abrpipe.runner import Progress
+
+RECORD_NAME = "abrpipe.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    input: str
+    output: str
+    profile: Profile
+    preset: str | None = None  # overrides the profile's preset
+    audio_tracks: str | tuple | None = None  # overrides the profile's audio_tracks
+    validate: bool = True
+    dash_schema: str | None = None
+    allow_references: bool = False
+    keep_logs: bool = False
+
+    def effective_profile(self) -> Profile:
+        return replace(self.profile, preset=self.preset) if self.preset else self.profile
+
+
+@dataclass(frozen=True)
+class Event:
+    stage: str  # probe, plan, encode, package, validate, publish, done
+    message: str = ""
+    progress: Progress | None = None
+
+
+@dataclass
+class JobResult:
+    job: Job
+    source: SourceMedia | None = None
+    plan: LadderPlan | None = None
+    title: package.Title | None = None
+    validation: Any = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+EventCallback = Callable[[Event], None]
+
+
+def default_output(input_path: str) -> str:
+    """input.mp4 -> input-abr/ beside it."""
+    base, _ = os.path.splitext(os.path.abspath(input_path))
+    return base + "-abr"
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as fh:
+        return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def profile_fingerprint(profile: Profile, preset: str | None) -> str:
+    data = {k: v for k, v in profile.to_dict().items() if k not in ("origin", "path")}
+    if preset:
+        data["preset"] = preset
+    return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare_job(job: Job, on_event: EventCallback | None = None) -> tuple[SourceMedia, LadderPlan]:
+    emit = on_event or (lambda e: None)
+    emit(Event("probe", job.input))
+    source = probe(job.input, allow_references=job.allow_references)
+    emit(Event("plan", job.effective_profile().name))
+    return source, plan_ladder(source, job.effective_profile(), audio_tracks=job.audio_tracks)
+
+
+def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
+    emit = on_event or (lambda e: None)
+    result = JobResult(job)
+    clock = time.monotonic()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        result.timings_s[stage] = round(now - clock, 3)
+        clock = now
+
+    result.source, result.plan = prepare_job(job, on_event)
+    lap("probe_plan")
+    work = publish.prepare(job.output)
+    log_dir = os.path.join(work, ".logs")
+    os.makedirs(log_dir)
+    ok = False
+    try:
+        emit(Event("encode", f"{len(result.plan.video)} video + {len(result.plan.audio)} audio renditions"))
+        encode.run_encode(
+            result.source, result.plan, work, on_progress=lambda p: emit(Event("encode", progress=p)), log_dir=log_dir
+        )
+        lap("encode")
+        emit(Event("package"))
+        result.title = package.read_title(work, result.plan)
+        package.write_manifests(work, result.title, result.plan)
+        lap("package")
+        if job.validate:
+            emit(Event("validate"))
+            result.validation = _validate(work, job)
+            lap("validate")
+        result.record = _record(job, result)
+        with open(os.path.join(work, RECORD_NAME), "w", encoding="utf-8") as fh:
+            json.dump(result.record, fh, indent=2, default=str)
+        if not job.keep_logs:
+            publish.discard(log_dir)
+        emit(Event("publish", job.output))
+        publish.publish(work, job.output)
+        lap("publish")
+        ok = True
+    except OSError as exc:
+        raise OutputError(f"{job.output}: {exc.strerror or exc} while writing the output", hint="check free space and permissions") from None
+    finally:
+        if not ok:
+            publish.discard(work)
+    emit(Event("done", job.output))
+    return result
+
+
+def _validate(work: str, job: Job):
+    from abrpipe import validate
+
+    report = validate.validate_output(work, dash_schema=job.dash_schema)
+    if report.errors:
+        first = report.errors[0]
+        raise ValidationFailed(
+            f"{job.input}: the encoded output failed validation: {len(report.errors)} error(s), first: {first.rule}: {first.message}",
+            hint="nothing was published; --no-validate publishes anyway",
+        )
+    return report
+
+
+def _record(job: Job, result: JobResult) -> dict[str, Any]:
+    assert result.title is not None and result.plan is not None and result.source is not None
+    return {
+        "abrpipe_version": __version__,
+        "input": result.source.path,
+        "input_digest": file_digest(result.source.path),
+        "profile": job.effective_profile().name,
+        "profile_fingerprint": profile_fingerprint(job.profile, job.preset),
+        "created_unix": int(time.time()),
+        "duration_s": round(result.title.duration_s, 3),
+        "renditions": [rendition_summary(r) for r in result.title.renditions],
+        "dropped_rungs": [{"rung": d.label, "reason": d.reason} for d in result.plan.dropped],
+        "notes": list(result.plan.notes),
+        "validation": getattr(result.validation, "summary", lambda: None)() if result.validation else None,
+    }
+
+
+def rendition_summary(r: package.Rendition) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "kind": r.kind,
+        "codec": r.codec,
+        "width": r.width,
+        "height": r.height,
+        "frame_rate": float(r.frame_rate) if r.frame_rate else None,
+        "channels": r.channels,
+        "language": r.language,
+        "segments": len(r.segments),
+        "duration_s": round(r.duration_s, 3),
+        "average_bps": r.average_bps,
+        "peak_bps": r.peak_bps,
+        "size_bytes": r.size_bytes,
+    }
+
+
+__all__ = ["AbrpipeError", "Event", "Job", "JobResult", "run_job", "prepare_job", "default_output"]

@@ -1,0 +1,201 @@
+"""The one place that starts processes.
+
+It runs ffmpeg/ffprobe without a shell, reads `-progress pipe:1` into Progress callbacks, keeps the
+tail of stderr (and the whole of it in a log file when asked), and never leaves a child behind:
+Ctrl-C, SIGTERM or any exception terminates the child (then kills it), and on Linux the child is
+also told to die with its parent should abrpipe itself be killed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from abrpipe.errors import EncodeError, Interrupted
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Progress:
+    out_time_s: float
+    duration_s: float | None
+    speed: float | None  # x realtime
+    frame: int | None
+    done: bool = False
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.duration_s:
+            return None
+        return 1.0 if self.done else max(0.0, min(1.0, self.out_time_s / self.duration_s))
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """Terminate, wait, kill: the child never outlives us."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+
+def stop_all() -> None:
+    """Stop every child still running (called on SIGTERM and at exit)."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        _stop(proc, grace_s=2.0)
+
+
+@contextlib.contextmanager
+def _spawn(argv: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        **kwargs,
+    )
+    with _live_lock:
+        _live.add(proc)
+    try:
+        yield proc
+    except KeyboardInterrupt as exc:
+        _stop(proc)
+        raise Interrupted("interrupted; the child process was stopped") from exc
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+
+
+def capture(argv: list[str], *, timeout_s: float = 120.0) -> str:
+    """Run a short command (ffprobe) and return stdout; raise EncodeError with stderr on failure."""
+    with _spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            _stop(proc)
+            raise EncodeError(f"{os.path.basename(argv[0])} timed out after {timeout_s:.0f} s", argv=argv) from exc
+    if proc.returncode != 0:
+        tail = "\n".join(err.strip().splitlines()[-5:])
+        raise EncodeError(
+            f"{os.path.basename(argv[0])} exited with code {proc.returncode}",
+            argv=argv,
+            returncode=proc.returncode,
+            stderr_tail=tail,
+        )
+    return out
+
+
+def run(
+    argv: list[str],
+    *,
+    duration_s: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    log_path: str | None = None,
+    tail_lines: int = 20,
+    cwd: str | None = None,
+) -> None:
+    """Run ffmpeg to completion. `argv` must carry `-progress pipe:1` for progress callbacks."""
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    log = open(log_path, "w", encoding="utf-8", errors="replace") if log_path else None  # noqa: SIM115
+    try:
+        with _spawn(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1, cwd=cwd
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            reader = threading.Thread(target=_drain, args=(proc.stderr, tail, log), daemon=True)
+            reader.start()
+            _read_progress(proc.stdout, duration_s, on_progress)
+            proc.wait()
+            reader.join(timeout=5)
+    finally:
+        if log:
+            log.close()
+    if proc.returncode != 0:
+        if proc.returncode in (-signal.SIGINT, 255) and _interrupted_recently():
+            raise Interrupted("interrupted; ffmpeg was stopped")
+        raise EncodeError(
+            f"ffmpeg exited with code {proc.returncode}",
+            argv=argv,
+            returncode=proc.returncode,
+            stderr_tail="\n".join(tail),
+            log_path=log_path,
+        )
+
+
+def _drain(stream, tail: collections.deque[str], log) -> None:
+    for line in stream:
+        tail.append(line.rstrip("\n"))
+        if log:
+            log.write(line)
+
+
+def _read_progress(stream, duration_s: float | None, on_progress: ProgressCallback | None) -> None:
+    block: dict[str, str] = {}
+    for line in stream:
+        key, _, value = line.strip().partition("=")
+        if key != "progress":
+            block[key] = value
+            continue
+        if on_progress:
+            on_progress(_parse_progress(block, duration_s, done=value == "end"))
+        block = {}
+
+
+def _parse_progress(block: dict[str, str], duration_s: float | None, *, done: bool) -> Progress:
+    def number(key: str) -> float | None:
+        try:
+            return float(block.get(key, "").rstrip("x"))
+        except ValueError:
+            return None
+
+    out_us = number("out_time_us") or number("out_time_ms") or 0.0
+    frame = number("frame")
+    return Progress(
+        out_time_s=max(0.0, out_us / 1e6),
+        duration_s=duration_s,
+        speed=number("speed"),
+        frame=int(frame) if frame is not None else None,
+        done=done,
+    )
+
+
+_last_interrupt = 0.0
+
+
+def note_interrupt() -> None:
+    """The CLI's signal handler records when the user asked us to stop."""
+    global _last_interrupt
+    _last_interrupt = time.monotonic()
+
+
+def _interrupted_recently() -> bool:
+    return time.monotonic() - _last_interrupt < 30

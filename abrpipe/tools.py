@@ -1,0 +1,86 @@
+"""Locate the external programs (ffmpeg, ffprobe) and ask them what they can do."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+
+from abrpipe.errors import DependencyError
+
+MIN_FFMPEG = (5, 1)
+INSTALL_HINT = (
+    "install FFmpeg >= 5.1 (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg) "
+    "or point ABRPIPE_FFMPEG / ABRPIPE_FFPROBE at the binaries"
+)
+
+
+def _locate(name: str, env_var: str) -> str:
+    configured = os.environ.get(env_var)
+    if configured:
+        if os.path.isfile(configured) and os.access(configured, os.X_OK):
+            return configured
+        raise DependencyError(f"{env_var}={configured} is not an executable file", hint=INSTALL_HINT)
+    found = shutil.which(name)
+    if not found:
+        raise DependencyError(f"{name} was not found on PATH", hint=INSTALL_HINT)
+    return found
+
+
+@functools.cache
+def ffmpeg_path() -> str:
+    path = _locate("ffmpeg", "ABRPIPE_FFMPEG")
+    _check_version(path)
+    return path
+
+
+@functools.cache
+def ffprobe_path() -> str:
+    path = _locate("ffprobe", "ABRPIPE_FFPROBE")
+    _check_version(path)
+    return path
+
+
+def _check_version(path: str) -> None:
+    try:
+        banner = subprocess.run(
+            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except OSError as exc:
+        raise DependencyError(f"{path} cannot be run: {exc}", hint=INSTALL_HINT) from exc
+    m = re.search(r"version n?(\d+)\.(\d+)", banner)
+    # Builds from git ("version N-12345-g...") are newer than any release: accept them.
+    if m and (int(m.group(1)), int(m.group(2))) < MIN_FFMPEG:
+        raise DependencyError(
+            f"{path} is FFmpeg {m.group(1)}.{m.group(2)}; abrpipe needs >= 5.1", hint=INSTALL_HINT
+        )
+
+
+@functools.cache
+def ffmpeg_encoders() -> frozenset[str]:
+    """Names of the encoders this ffmpeg build has (`ffmpeg -encoders`)."""
+    out = subprocess.run(
+        [ffmpeg_path(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        # Lines look like " V....D libx264   libx264 H.264 ..."; the legend above has "=" in it.
+        if len(parts) >= 2 and len(parts[0]) == 6 and "=" not in line:
+            names.add(parts[1])
+    return frozenset(names)
+
+
+@functools.cache
+def ffmpeg_filters() -> frozenset[str]:
+    out = subprocess.run(
+        [ffmpeg_path(), "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and "->" in parts[2]:
+            names.add(parts[1])
+    return frozenset(names)
