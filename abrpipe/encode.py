@@ -4,8 +4,9 @@
            -> per rung: (fps /d) -> scale WxH -> setsar 1 -> encoder -> fMP4 segments
     [0:a:K] -> aresample -> encoder (once per audio rung, shared by every video variant)
 
-Every output uses FFmpeg's hls muxer in fMP4 mode only as a CMAF segmenter: its own playlists are
-thrown away, and the manifests are written later from the segments' boxes (package.py).
+All streams go to one output: FFmpeg's dash muxer, used only as a CMAF segmenter (one moof per GOP,
+no edit lists). Its own MPD is thrown away; the manifests are written later from the segments'
+boxes (package.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from abrpipe.runner import Progress
 
 INIT_NAME = "init.mp4"
 SEGMENT_PATTERN = "seg_%05d.m4s"
-MUXER_PLAYLIST = "ffmpeg.m3u8"  # the segmenter's own playlist: discarded after the encode
+MUXER_MANIFEST = "segmenter.mpd"  # the segmenter's own MPD: discarded after the encode
+STREAM_DIR = "stream"  # ffmpeg writes output stream N into streamN/, renamed to the rendition id
 
 
 @dataclass(frozen=True)
@@ -71,22 +73,37 @@ def _tonemap(v):
     return v.filter("colorspace", all="bt709", iall="bt2020", fast=1)
 
 
-def segmenter_options(directory: str, segment_s: float, *, video: bool) -> dict[str, str]:
+def segmenter_options(plan: LadderPlan) -> dict[str, str]:
+    """FFmpeg's dash muxer used only as a CMAF segmenter (its MPD is discarded)."""
     opts = {
-        "format": "hls",
-        "hls_segment_type": "fmp4",
-        "hls_time": f"{segment_s:.6f}",
-        "hls_playlist_type": "vod",
-        "hls_list_size": "0",
-        "hls_fmp4_init_filename": INIT_NAME,
-        "hls_segment_filename": f"{directory}/{SEGMENT_PATTERN}",
-        "start_number": "1",
+        "format": "dash",
+        "seg_duration": f"{plan.segment_s or 6.0:.6f}",
+        "use_template": "1",
+        "use_timeline": "1",
+        # Stream N goes to rN/ (renamed to the rendition id afterwards): one directory per rendition.
+        "init_seg_name": f"{STREAM_DIR}$RepresentationID$/{INIT_NAME}",
+        "media_seg_name": f"{STREAM_DIR}$RepresentationID$/seg_$Number%05d$.m4s",
+        # No edit list, negative composition offsets instead: the first frame presents at tfdt, so
+        # the boxes, the HLS playlists and DASH's SegmentTimeline agree exactly (CMAF style).
+        "format_options": "movflags=+negative_cts_offsets:use_editlist=0",
     }
-    if video:
-        # No edit list, negative composition offsets instead: the first frame presents at tfdt 0,
-        # so DASH's SegmentTimeline and the boxes agree exactly (CMAF style).
-        opts["hls_segment_options"] = "movflags=+cmaf+negative_cts_offsets:use_editlist=0"
+    if plan.video:
+        # One moof per GOP inside each segment: every keyframe gets its own byte range for the
+        # I-frame playlists. Half a frame of slack keeps each cut on its keyframe.
+        opts["frag_type"] = "duration"
+        opts["frag_duration"] = f"{plan.gop_s - 0.5 / float(plan.base_fps):.6f}"
+    else:
+        opts["frag_type"] = "none"
     return opts
+
+
+def _per_stream(options: dict[str, str], kind: str, n: int) -> dict[str, str]:
+    """`b:v` -> `b:v:3`, `maxrate` -> `maxrate:v:3`: options for the n-th video (or audio) stream."""
+    out = {}
+    for key, value in options.items():
+        name, _, spec = key.partition(":")
+        out[f"{name}:{kind}:{n}"] = value
+    return out
 
 
 def _video_options(rung: PlannedRung, plan: LadderPlan, pass_no: int | None, passlog: str) -> dict[str, str]:
@@ -121,40 +138,36 @@ GLOBAL_ARGS = [
 
 def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list[EncodeCommand]:
     """The exact ffmpeg command(s) of a job; run in `work_dir` with relative output names."""
-    outputs = []
-    first_pass = None
+    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS)
+    streams, options = [], {}
+    two_pass = plan.rate_control == "2pass" and bool(plan.video)
     if plan.video:
-        inp, streams = _video_graph(source, plan)
-        segment_s = plan.segment_s
-        # Cut on the keyframe that closes each segment: half a frame of slack absorbs rounding.
-        cut_s = segment_s - 0.5 / float(plan.base_fps)
-        for rung, stream in zip(plan.video, streams, strict=True):
-            opts = {**_video_options(rung, plan, 2 if plan.rate_control == "2pass" else None, f"{rung.id}.passlog"),
-                    **segmenter_options(rung.id, cut_s, video=True)}
-            outputs.append(ffmpeg.output(stream, f"{rung.id}/{MUXER_PLAYLIST}", **opts))
-        if plan.rate_control == "2pass":
-            first = []
-            _, streams1 = _video_graph(source, plan)
-            for rung, stream in zip(plan.video, streams1, strict=True):
-                opts = {**_video_options(rung, plan, 1, f"{rung.id}.passlog"), "format": "null"}
-                first.append(ffmpeg.output(stream, os.devnull, **opts))
-            first_pass = ffmpeg.merge_outputs(*first)
-    else:
-        inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS)
-    segment_s = plan.segment_s or 6.0
-    for audio in plan.audio:
+        inp, video_streams = _video_graph(source, plan)
+        for n, (rung, stream) in enumerate(zip(plan.video, video_streams, strict=True)):
+            streams.append(stream)
+            options.update(_per_stream(_video_options(rung, plan, 2 if two_pass else None, f"{rung.id}.passlog"), "v", n))
+    for n, audio in enumerate(plan.audio):
         # Fill timestamp gaps with silence so audio stays continuous and in sync.
-        stream = inp[f"a:{audio.source_position}"].filter("aresample", **{"async": 1})
-        opts = {**_audio_options(audio, plan), **segmenter_options(audio.id, segment_s, video=False)}
-        outputs.append(ffmpeg.output(stream, f"{audio.id}/{MUXER_PLAYLIST}", **opts))
-    main = ffmpeg.merge_outputs(*outputs)
+        streams.append(inp[f"a:{audio.source_position}"].filter("aresample", **{"async": 1}))
+        options.update(_per_stream(_audio_options(audio, plan), "a", n))
+    main = ffmpeg.output(*streams, MUXER_MANIFEST, **options, **segmenter_options(plan))
     commands = []
-    if first_pass is not None:
-        argv = first_pass.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
+    if two_pass:
+        _, first_streams = _video_graph(source, plan)
+        first_options: dict[str, str] = {"format": "null"}
+        for n, rung in enumerate(plan.video):
+            first_options.update(_per_stream(_video_options(rung, plan, 1, f"{rung.id}.passlog"), "v", n))
+        first = ffmpeg.output(*first_streams, os.devnull, **first_options)
+        argv = first.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
         commands.append(EncodeCommand(argv, "analysis pass", 0.4, work_dir))
     argv = main.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
-    commands.append(EncodeCommand(argv, "encode", 0.6 if first_pass is not None else 1.0, work_dir))
+    commands.append(EncodeCommand(argv, "encode", 0.6 if two_pass else 1.0, work_dir))
     return commands
+
+
+def rendition_ids(plan: LadderPlan) -> list[str]:
+    """Rendition ids in output stream order (video rungs, then audio)."""
+    return [r.id for r in plan.video] + [a.id for a in plan.audio]
 
 
 def run_encode(
@@ -167,8 +180,9 @@ def run_encode(
 ) -> None:
     """Encode every rendition into `work_dir/<rendition id>/` (init.mp4 + seg_NNNNN.m4s)."""
     codecs.require_available({r.codec for r in plan.video} | {a.codec for a in plan.audio})
-    for rendition in [r.id for r in plan.video] + [a.id for a in plan.audio]:
-        os.makedirs(os.path.join(work_dir, rendition), exist_ok=True)
+    ids = rendition_ids(plan)
+    for n in range(len(ids)):
+        os.makedirs(os.path.join(work_dir, f"{STREAM_DIR}{n}"), exist_ok=True)
     commands = build_commands(source, plan, work_dir)
     done = 0.0
     for command in commands:
@@ -180,12 +194,12 @@ def run_encode(
         log_path = os.path.join(log_dir, f"ffmpeg-{command.label.replace(' ', '-')}.log") if log_dir else None
         _run_in(command, source.duration_s, scaled, log_path)
         done += command.weight
-    for rendition in [r.id for r in plan.video] + [a.id for a in plan.audio]:
-        playlist = os.path.join(work_dir, rendition, MUXER_PLAYLIST)
-        if os.path.exists(playlist):
-            os.remove(playlist)
+    for n, rendition in enumerate(ids):
+        os.rename(os.path.join(work_dir, f"{STREAM_DIR}{n}"), os.path.join(work_dir, rendition))
     for name in os.listdir(work_dir):
-        if ".passlog" in name:
+        if name == MUXER_MANIFEST:
+            os.remove(os.path.join(work_dir, name))
+        elif ".passlog" in name:
             os.remove(os.path.join(work_dir, name))
 
 
