@@ -1,0 +1,61 @@
+# The README's commands. Each installs what it needs on a fresh Debian/Ubuntu machine
+# (apt-get as root for ffmpeg, chromium and node; pip into .venv for Python packages).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ABRPIPE := $(VENV)/bin/abrpipe
+DEMO_SRC := samples/demo.mp4
+DEMO_OUT := samples/demo-abr
+SHARED_SCHEMA := $(abspath ../shared/conformance/dash-schema)
+export ABRPIPE_DASH_SCHEMA ?= $(if $(wildcard $(SHARED_SCHEMA)/DASH-MPD.xsd),$(SHARED_SCHEMA),)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast test-browser bench lint ffmpeg browser-deps venv clean help
+
+help:
+	@echo "make demo       install what is needed, generate samples/demo.mp4 and encode it"
+	@echo "make test       install what is needed (ffmpeg, chromium, node packages) and run every test"
+	@echo "make test-fast  the quick subset (no browser, no slow integration tests)"
+	@echo "make bench      run the benchmarks and rewrite docs/BENCHMARKS.md"
+
+demo: ffmpeg venv $(DEMO_SRC)
+	$(ABRPIPE) encode $(DEMO_SRC) -o $(DEMO_OUT)
+	@echo "demo output: $(abspath $(DEMO_OUT))/master.m3u8 and $(abspath $(DEMO_OUT))/manifest.mpd"
+
+test: ffmpeg browser-deps venv
+	ABRPIPE_REQUIRE_BROWSER=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: ffmpeg venv
+	$(VENV)/bin/pytest -m "not browser and not slow" $(PYTEST_ARGS)
+
+test-browser: ffmpeg browser-deps venv
+	ABRPIPE_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -m browser $(PYTEST_ARGS)
+
+bench: ffmpeg venv
+	$(PY) bench/run.py
+
+lint: venv
+	$(VENV)/bin/ruff check abrpipe tests bench
+
+# ffmpeg/ffprobe from the distribution when missing (needs root; elsewhere, say what to install).
+ffmpeg:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || ./scripts/install-system-deps.sh ffmpeg
+
+# Chromium and the npm players for the browser tests.
+browser-deps:
+	@./tests/browser/setup.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+$(DEMO_SRC): scripts/make-sample.sh
+	./scripts/make-sample.sh $@
+
+clean:
+	rm -rf $(VENV) $(DEMO_SRC) $(DEMO_OUT) $(DEMO_OUT).partial .pytest_cache

@@ -1,0 +1,80 @@
+"""Helpers for tests: media made with FFmpeg's lavfi sources, and readers that check outputs
+independently of abrpipe's own parsers (ffprobe)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_PROFILE = str(ROOT / "tests" / "data" / "tiny.toml")
+SHARED_SCHEMA = ROOT.parent / "shared" / "conformance" / "dash-schema"
+
+requires_ffmpeg = pytest.mark.skipif(
+    not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="ffmpeg/ffprobe not installed (make test installs them)"
+)
+
+
+def ffmpeg(*args: str, cwd: str | None = None) -> None:
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args], check=True, cwd=cwd)
+
+
+def make_clip(
+    path: Path,
+    *,
+    size: str = "640x360",
+    rate: str = "30",
+    seconds: float = 6,
+    audio: str | None = "sine=frequency=440:sample_rate=48000",
+    extra: tuple[str, ...] = (),
+) -> Path:
+    """A moving, colourful test clip (testsrc2 + hue rotation) with an optional tone."""
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate},hue=H=t"]
+    if audio:
+        args += ["-f", "lavfi", "-i", audio]
+    args += ["-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p"]
+    if audio:
+        args += ["-c:a", "aac", "-b:a", "96k"]
+    ffmpeg(*args, *extra, str(path))
+    return path
+
+
+def ffprobe_json(*args: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def joined_rendition(rendition_dir: Path, tmp: Path) -> Path:
+    """init.mp4 + every segment in order, as one playable file for ffprobe."""
+    joined = tmp / f"{rendition_dir.name}.mp4"
+    with open(joined, "wb") as out:
+        out.write((rendition_dir / "init.mp4").read_bytes())
+        for seg in sorted(rendition_dir.glob("seg_*.m4s")):
+            out.write(seg.read_bytes())
+    return joined
+
+
+def keyframe_times(rendition_dir: Path, tmp: Path) -> list[float]:
+    """Presentation times of key frames, measured by ffprobe on the joined rendition."""
+    data = ffprobe_json("-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", str(joined_rendition(rendition_dir, tmp)))
+    return sorted(round(float(p["pts_time"]), 3) for p in data["packets"] if "K" in p.get("flags", ""))
+
+
+def ffmpeg_processes_under(path: str) -> list[int]:
+    """PIDs of ffmpeg processes whose command line mentions `path` (orphan checks)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "ffmpeg" in cmdline.split(" ")[0] and path in cmdline:
+            pids.append(int(pid))
+    return pids
