@@ -43,7 +43,8 @@ class EncodeCommand:
 def _video_graph(source: SourceMedia, plan: LadderPlan):
     """The decoded video, once, as one stream per rung."""
     assert source.video is not None and plan.base_fps is not None
-    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS)
+    device_options = {k: v for r in plan.video for k, v in _video_encoder(r).input_options().items()}
+    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS, **device_options)
     v = inp[str(source.video.index)]
     if plan.deinterlace:
         # One output frame per field (30i -> 60p), motion-adaptive.
@@ -59,7 +60,10 @@ def _video_graph(source: SourceMedia, plan: LadderPlan):
         if rung.fps_divisor > 1:
             branch = branch.filter("fps", fps=str(rung.fps))  # keeps every d-th frame of the grid
         branch = branch.filter("scale", rung.width, rung.height, flags="bicubic")
-        streams.append(branch.filter("setsar", "1"))  # square pixels (Apple 1.33 aspect rules)
+        branch = branch.filter("setsar", "1")  # square pixels (Apple 1.33 aspect rules)
+        for name, args in _video_encoder(rung).filters(rung):  # e.g. the upload to a hardware encoder
+            branch = branch.filter(name, **args)
+        streams.append(branch)
     return inp, streams
 
 
@@ -77,6 +81,8 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
     """FFmpeg's dash muxer used only as a CMAF segmenter (its MPD is discarded)."""
     opts = {
         "format": "dash",
+        # fMP4 for every codec: the dash muxer's default ("auto") writes WebM for VP9 and Opus.
+        "dash_segment_type": "mp4",
         "seg_duration": f"{plan.segment_s or 6.0:.6f}",
         "use_template": "1",
         "use_timeline": "1",
@@ -106,16 +112,19 @@ def _per_stream(options: dict[str, str], kind: str, n: int) -> dict[str, str]:
     return out
 
 
-def _video_options(rung: PlannedRung, plan: LadderPlan, pass_no: int | None, passlog: str) -> dict[str, str]:
+def _video_encoder(rung: PlannedRung) -> codecs.VideoEncoder:
     encoder = codecs.get(rung.codec)
     assert isinstance(encoder, codecs.VideoEncoder)
+    return encoder
+
+
+def _video_options(rung: PlannedRung, plan: LadderPlan, pass_no: int | None) -> dict[str, str]:
+    encoder = _video_encoder(rung)
     opts = encoder.output_options(rung, plan)
     opts.update(plan.options_for(rung.codec))
-    if pass_no:
-        opts["pass"] = str(pass_no)
-        opts["passlogfile"] = passlog
-        opts.pop("crf", None)
-        opts.setdefault("b:v", f"{rung.bitrate_kbps}k")
+    if pass_no and rung.rate_control == "2pass":
+        # Each encoder says how it takes a pass number and its statistics file (x265 differs).
+        opts = encoder.two_pass_options(opts, rung, pass_no, f"{rung.id}.passlog")
     return opts
 
 
@@ -136,27 +145,43 @@ GLOBAL_ARGS = [
 ]
 
 
+def _audio_streams(inp, plan: LadderPlan) -> list:
+    """One stream per audio rendition; each source track is decoded once and split between its rungs."""
+    positions = [a.source_position for a in plan.audio]
+    branches: dict[int, list] = {}
+    for position in dict.fromkeys(positions):
+        # Fill timestamp gaps with silence so audio stays continuous and in sync.
+        track = inp[f"a:{position}"].filter("aresample", **{"async": 1})
+        count = positions.count(position)
+        branches[position] = [track] if count == 1 else [track.filter_multi_output("asplit", count).stream(i) for i in range(count)]
+    return [branches[p].pop(0) for p in positions]
+
+
 def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list[EncodeCommand]:
     """The exact ffmpeg command(s) of a job; run in `work_dir` with relative output names."""
     inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS)
     streams, options = [], {}
-    two_pass = plan.rate_control == "2pass" and bool(plan.video)
+    two_pass_rungs = tuple(r for r in plan.video if r.rate_control == "2pass")
+    two_pass = bool(two_pass_rungs)
     if plan.video:
         inp, video_streams = _video_graph(source, plan)
         for n, (rung, stream) in enumerate(zip(plan.video, video_streams, strict=True)):
             streams.append(stream)
-            options.update(_per_stream(_video_options(rung, plan, 2 if two_pass else None, f"{rung.id}.passlog"), "v", n))
-    for n, audio in enumerate(plan.audio):
-        # Fill timestamp gaps with silence so audio stays continuous and in sync.
-        streams.append(inp[f"a:{audio.source_position}"].filter("aresample", **{"async": 1}))
+            options.update(_per_stream(_video_options(rung, plan, 2 if two_pass else None), "v", n))
+    for n, (audio, stream) in enumerate(zip(plan.audio, _audio_streams(inp, plan), strict=True)):
+        streams.append(stream)
         options.update(_per_stream(_audio_options(audio, plan), "a", n))
     main = ffmpeg.output(*streams, MUXER_MANIFEST, **options, **segmenter_options(plan))
     commands = []
     if two_pass:
+        # The analysis pass encodes the two-pass rungs and throws the video away. The other rungs
+        # stay as (unencoded) streams so that every rung keeps its stream index, which names
+        # FFmpeg's statistics files.
         _, first_streams = _video_graph(source, plan)
         first_options: dict[str, str] = {"format": "null"}
         for n, rung in enumerate(plan.video):
-            first_options.update(_per_stream(_video_options(rung, plan, 1, f"{rung.id}.passlog"), "v", n))
+            skip = {"c:v": "wrapped_avframe"}  # hands frames to the null muxer without encoding
+            first_options.update(_per_stream(_video_options(rung, plan, 1) if rung.rate_control == "2pass" else skip, "v", n))
         first = ffmpeg.output(*first_streams, os.devnull, **first_options)
         argv = first.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
         commands.append(EncodeCommand(argv, "analysis pass", 0.4, work_dir))

@@ -95,7 +95,7 @@ class Title:
         return self.video + self.audio
 
 
-def read_rendition(directory: str, rendition_id: str, kind: str, **attrs) -> Rendition:
+def read_rendition(directory: str, rendition_id: str, kind: str, *, codec_string=None, **attrs) -> Rendition:
     """Parse one rendition directory (init.mp4 + seg_*.m4s) into the model."""
     rdir = os.path.join(directory, rendition_id)
     try:
@@ -117,7 +117,7 @@ def read_rendition(directory: str, rendition_id: str, kind: str, **attrs) -> Ren
     return Rendition(
         id=rendition_id,
         kind=kind,
-        codec=track.codec,
+        codec=codec_string(track) if codec_string else track.codec,  # the encoder plug-in's hook
         timescale=track.timescale,
         segments=tuple(segments),
         width=track.width if kind == "video" else None,
@@ -132,10 +132,12 @@ def read_title(work_dir: str, plan: LadderPlan) -> Title:
     from abrpipe import codecs
 
     video = tuple(
-        read_rendition(work_dir, r.id, "video", frame_rate=r.fps, codec_family=_family(codecs, r.codec)) for r in plan.video
+        read_rendition(work_dir, r.id, "video", frame_rate=r.fps, codec_family=_family(codecs, r.codec),
+                       codec_string=codecs.get(r.codec).codec_string) for r in plan.video
     )
     audio = tuple(
-        read_rendition(work_dir, a.id, "audio", language=a.language, name=a.name, default=a.default, group=audio_group(a))
+        read_rendition(work_dir, a.id, "audio", language=a.language, name=a.name, default=a.default, group=audio_group(a),
+                       codec_string=codecs.get(a.codec).codec_string)
         for a in plan.audio
     )
     return Title(video=video, audio=audio)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from abrpipe import __version__, encode, package, publish
-from abrpipe.errors import AbrpipeError, OutputError, ValidationFailed
+from abrpipe.errors import AbrpipeError, EncodeError, InputError, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
 from abrpipe.profile import Profile
@@ -72,10 +72,14 @@ def file_digest(path: str) -> str:
         return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def profile_fingerprint(profile: Profile, preset: str | None) -> str:
+def profile_fingerprint(profile: Profile, preset: str | None, audio_tracks: str | tuple | None = None) -> str:
+    """Identifies what a job asks for (the resolved profile plus the job's overrides): a batch skips
+    a job whose published record carries the same fingerprint, input digest and abrpipe version."""
     data = {k: v for k, v in profile.to_dict().items() if k not in ("origin", "path")}
     if preset:
         data["preset"] = preset
+    if audio_tracks is not None:
+        data["audio_tracks"] = audio_tracks if isinstance(audio_tracks, str) else list(audio_tracks)
     return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -106,12 +110,20 @@ def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
     ok = False
     try:
         emit(Event("encode", f"{len(result.plan.video)} video + {len(result.plan.audio)} audio renditions"))
-        encode.run_encode(
-            result.source, result.plan, work, on_progress=lambda p: emit(Event("encode", progress=p)), log_dir=log_dir
-        )
+        try:
+            encode.run_encode(
+                result.source, result.plan, work, on_progress=lambda p: emit(Event("encode", progress=p)), log_dir=log_dir
+            )
+        except EncodeError as exc:
+            if "No space left on device" in exc.stderr_tail:
+                raise OutputError(
+                    f"{job.output}: no space left on device while encoding", hint="free some space, or choose another -o"
+                ) from None
+            raise
         lap("encode")
         emit(Event("package"))
         result.title = package.read_title(work, result.plan)
+        _check_complete(job, result.source, result.title)
         package.write_manifests(work, result.title, result.plan)
         lap("package")
         if job.validate:
@@ -136,6 +148,22 @@ def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
     return result
 
 
+# A decoded title shorter than its container declares by more than this ended early: the file is
+# truncated or damaged (ffmpeg decodes what is there and still exits 0).
+_SHORTFALL_RATIO = 0.2
+_SHORTFALL_MIN_S = 1.0
+
+
+def _check_complete(job: Job, source: SourceMedia, title: package.Title) -> None:
+    shortfall = source.duration_s - title.duration_s
+    if shortfall > max(_SHORTFALL_MIN_S, _SHORTFALL_RATIO * source.duration_s):
+        raise InputError(
+            f"{job.input}: the source ends early: {title.duration_s:.1f} s decoded of the {source.duration_s:.1f} s "
+            "its header declares (truncated or damaged file)",
+            hint="nothing was published; re-copy or re-export the source",
+        )
+
+
 def _validate(work: str, job: Job):
     from abrpipe import validate
 
@@ -156,7 +184,8 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
         "input": result.source.path,
         "input_digest": file_digest(result.source.path),
         "profile": job.effective_profile().name,
-        "profile_fingerprint": profile_fingerprint(job.profile, job.preset),
+        "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks),
+        "validated": job.validate,
         "created_unix": int(time.time()),
         "duration_s": round(result.title.duration_s, 3),
         "renditions": [rendition_summary(r) for r in result.title.renditions],

@@ -38,6 +38,7 @@ class PlannedRung:
     codec_profile: str | None
     level: str | None
     gop_frames: int
+    rate_control: str = "vbr"  # vbr, crf (capped CRF) or 2pass
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class LadderPlan:
     notes: tuple[str, ...]
     outputs: tuple[str, ...]
     encoder_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    audio_segment_s: float = 6.0  # segment duration of an audio-only ladder (no GOP grid to follow)
 
     @property
     def gop_s(self) -> float:
@@ -82,7 +84,7 @@ class LadderPlan:
 
     @property
     def segment_s(self) -> float:
-        return self.gop_s * self.segment_gops
+        return self.gop_s * self.segment_gops if self.base_fps else self.audio_segment_s
 
     def options_for(self, codec: str) -> dict[str, str]:
         return dict(dict(self.encoder_options).get(codec, ()))
@@ -142,6 +144,7 @@ def plan_ladder(source: SourceMedia, profile: Profile, *, audio_tracks: str | tu
         notes=tuple(notes),
         outputs=profile.outputs,
         encoder_options=profile.encoder_options,
+        audio_segment_s=profile.segment_s,
     )
 
 
@@ -199,10 +202,11 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
                 bitrate_kbps=spec.bitrate_kbps,
                 maxrate_kbps=spec.maxrate_kbps,
                 bufsize_kbps=spec.bufsize_kbps,
-                crf=spec.crf if profile.rate_control == "crf" else None,
+                crf=spec.crf if spec.rate_control == "crf" else None,
                 codec_profile=spec.codec_profile,
                 level=spec.level,
                 gop_frames=gop_frames // divisor,
+                rate_control=spec.rate_control,
             )
         )
     if not rungs and profile.rungs:
@@ -221,10 +225,11 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
                 bitrate_kbps=spec.bitrate_kbps,
                 maxrate_kbps=spec.maxrate_kbps,
                 bufsize_kbps=spec.bufsize_kbps,
-                crf=spec.crf if profile.rate_control == "crf" else None,
+                crf=spec.crf if spec.rate_control == "crf" else None,
                 codec_profile=spec.codec_profile,
                 level=spec.level,
                 gop_frames=gop_frames // divisor,
+                rate_control=spec.rate_control,
             )
         )
         dropped = [replace(d, reason=d.reason + "; the lowest rung is kept at source size") if i == len(dropped) - 1 else d for i, d in enumerate(dropped)]

@@ -6,6 +6,7 @@ other files or addresses (HLS/DASH playlists, concat lists, SDP, URLs) unless th
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import stat
@@ -25,6 +26,8 @@ IMAGE_FORMATS_SUFFIX = "_pipe"
 IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "gif", "tiff_pipe"})
 # Leading bytes of text files that FFmpeg would follow to other resources.
 _REFERENCING_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"v=0", b"#EXT-X", b"[Playlist]", b"<smil")
+# Demuxers that turn plain text into "video" (ANSI art): a text file is never a media source.
+TEXT_FORMATS = frozenset({"tty"})
 # Only local files: a crafted input cannot make ffmpeg open a network address.
 SAFE_PROTOCOLS = "file,pipe"
 
@@ -114,14 +117,31 @@ def check_input_path(path: str, *, allow_references: bool = False) -> str:
     if not os.access(abspath, os.R_OK):
         raise InputError(f"{path}: permission denied", hint="check the file's permissions")
     if not allow_references:
-        with open(abspath, "rb") as fh:
-            head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+        try:
+            with open(abspath, "rb") as fh:
+                raw = fh.read(4096)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+        head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")
         if head.startswith(_REFERENCING_MAGIC) or head[:64].lower().startswith((b"#extm3u", b"ffconcat")):
             raise InputError(
                 f"{path}: is a playlist or list of other files, not a media file",
                 hint="pass the media file itself, or --allow-references to let ffmpeg follow it",
             )
+        if _is_text(raw):
+            # Playlists, concat lists, SDP and manifests are text; so is every other list of
+            # names FFmpeg could follow. No audio/video container is plain text.
+            raise InputError(f"{path}: is a text file, not a media file")
     return abspath
+
+
+def _is_text(data: bytes) -> bool:
+    """True when the bytes decode as UTF-8 made only of printable characters and whitespace."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return False
+    return bool(text.strip()) and all(c.isprintable() or c in "\t\r\n\f\v" for c in text)
 
 
 def probe(path: str, *, allow_references: bool = False) -> SourceMedia:
@@ -150,6 +170,8 @@ def _to_source(path: str, abspath: str, data: dict, allow_references: bool) -> S
             f"{path}: is a {format_name} playlist/list that references other files, not a media file",
             hint="pass --allow-references to let ffmpeg follow it",
         )
+    if set(format_name.split(",")) & TEXT_FORMATS:
+        raise InputError(f"{path}: is a text file ({format_name}), not a media file")
     streams = data.get("streams") or []
     video_streams = [
         s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")

@@ -114,6 +114,24 @@ def capture(argv: list[str], *, timeout_s: float = 120.0) -> str:
     return out
 
 
+def capture_result(
+    argv: list[str], *, timeout_s: float | None = None, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion and return its exit status, stdout and stderr.
+
+    Unlike `capture`, a non-zero exit is not an error here (the caller reads `returncode`), and the
+    whole stderr is returned (metric filters log their summaries there). On timeout the child is
+    stopped and `subprocess.TimeoutExpired` propagates.
+    """
+    with _spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run(
     argv: list[str],
     *,

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             style="red",
             highlight=False,
             markup=False,
+            soft_wrap=True,  # one line per error, whatever the terminal width
         )
         code = ExitCode.ERROR
     finally:
@@ -112,11 +113,11 @@ def main(argv: list[str] | None = None) -> None:
 def _print_error(exc: AbrpipeError) -> None:
     err = console_err()
     lines = exc.message.splitlines() or [""]
-    err.print(f"abrpipe: error: {lines[0]}", style="red", highlight=False, markup=False)
+    err.print(f"abrpipe: error: {lines[0]}", style="red", highlight=False, markup=False, soft_wrap=True)
     for line in lines[1:]:
-        err.print(f"abrpipe: error: {line}", style="red", highlight=False, markup=False)
+        err.print(f"abrpipe: error: {line}", style="red", highlight=False, markup=False, soft_wrap=True)
     if exc.hint:
-        err.print(f"abrpipe: hint: {exc.hint}", highlight=False, markup=False)
+        err.print(f"abrpipe: hint: {exc.hint}", highlight=False, markup=False, soft_wrap=True)
     if getattr(exc, "stderr_tail", ""):
         err.print(exc.stderr_tail, style="dim", highlight=False, markup=False)
     if getattr(exc, "log_path", None) and os.path.exists(exc.log_path):

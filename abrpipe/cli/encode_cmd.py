@@ -42,11 +42,17 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
               help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.")
 @click.option("--keep-logs", is_flag=True, help="Keep ffmpeg's logs in OUTPUT/.logs/.")
+@click.option("--per-title", is_flag=True,
+              help="Encode INPUT's own ladder, built from trial encodes within the profile's limits (see `abrpipe ladder --per-title`).")
+@click.option("--metric", type=click.Choice(("vmaf", "xpsnr", "ssim", "psnr")),
+              help="With --per-title: quality metric (default: VMAF if available, else PSNR-Y).")
+@click.option("--report", is_flag=True,
+              help="With --per-title: also encode the fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, dry_run, no_validate,
-           dash_schema, keep_logs, as_json, quiet):
+           dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -55,6 +61,19 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     """
     profile = registry.load(profile_ref)
     out = output or default_output(input_path)
+    analysis = None
+    if (metric or report) and not per_title:
+        raise click.UsageError("--metric and --report go with --per-title")
+    if per_title:
+        if dry_run:
+            raise click.UsageError("--dry-run cannot run the per-title trial encodes; save the ladder with "
+                                   "`abrpipe ladder INPUT --per-title --save-profile P.toml`, then --profile P.toml --dry-run")
+        from abrpipe.cli import pertitle_cmd
+
+        base_profile = profile
+        analysis = pertitle_cmd.analyse_for_encode(input_path, profile, preset=preset, metric=metric,
+                                                   allow_references=allow_references, quiet=quiet)
+        profile = analysis.profile
     job = Job(
         input=input_path,
         output=out,
@@ -85,8 +104,12 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
 
         result = run_job(job, on_event)
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
+    extra = {}
+    if analysis is not None:
+        extra = pertitle_cmd.after_encode(analysis, base_profile, result, out, preset=preset, report=report,
+                                          allow_references=allow_references, quiet=quiet)
     if as_json:
-        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s})
+        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
     if not quiet:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)

@@ -40,9 +40,28 @@ def probe_cmd(input_path, allow_references, as_json):
 @click.argument("input_path", metavar="[INPUT]", required=False)
 @click.option("--profile", "-p", "profile_ref", default="default", show_default=True, help="Profile name or path.")
 @click.option("--allow-references", is_flag=True, help="Let ffprobe follow playlists / lists of other files.")
+@click.option("--per-title", is_flag=True, help="Build INPUT's own ladder from trial encodes (rate/quality convex hull).")
+@click.option("--metric", type=click.Choice(("vmaf", "xpsnr", "ssim", "psnr")),
+              help="With --per-title: quality metric (default: VMAF if available, else PSNR-Y).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --per-title: plot the curves, hull and rungs (.png/.svg).")
+@click.option("--save-profile", type=click.Path(dir_okay=False), help="With --per-title: write the ladder as a .toml profile.")
 @json_option
-def ladder(input_path, profile_ref, allow_references, as_json):
-    """Show a profile's ladder; with INPUT, the ladder as applied to it (and the rungs it drops, and why)."""
+def ladder(input_path, profile_ref, allow_references, per_title, metric, plot, save_profile, as_json):
+    """Show a profile's ladder; with INPUT, the ladder as applied to it (and the rungs it drops, and why).
+
+    With --per-title, INPUT's own ladder: trial encodes of sampled segments at every rung size and
+    several quality levels, their rate/quality hull, and rungs chosen on it within the profile's limits.
+    """
+    if per_title or metric or plot or save_profile:
+        if not per_title:
+            raise click.UsageError("--metric, --plot and --save-profile go with --per-title")
+        if input_path is None:
+            raise click.UsageError("--per-title needs INPUT")
+        from abrpipe.cli.pertitle_cmd import ladder_per_title
+
+        ladder_per_title(input_path, profile_ref, metric=metric, plot=plot, save_profile=save_profile,
+                         as_json=as_json, allow_references=allow_references)  # fmt: skip
+        return
     profile = registry.load(profile_ref)
     err = console_err()
     if input_path is None:
