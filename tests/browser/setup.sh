@@ -12,7 +12,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CHROMIUM="${ABRPIPE_CHROMIUM:-/usr/bin/chromium}"
-NODE_MIN_MAJOR=20   # playwright-core's "engines"
+NODE_MIN_MAJOR=18  # playwright-core 1.57 (pinned for Debian 12's nodejs 18) needs >= 18
 
 say() { echo "tests/browser/setup.sh: $*" >&2; }
 
@@ -55,7 +55,7 @@ fi
 
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" -lt "$NODE_MIN_MAJOR" ]; then
-    # Debian 12's own nodejs is 18; the project's machines ship Node 20.
+    # Debian 12's own nodejs is 18, which playwright-core 1.57 supports.
     say "WARNING: node $(node --version) is older than playwright-core's engines (>= $NODE_MIN_MAJOR);" \
         "if play.mjs fails to start, install Node.js $NODE_MIN_MAJOR+"
 fi
