@@ -14,7 +14,7 @@ import traceback
 
 import click
 
-from abrpipe import __version__, runner
+from abrpipe import __version__, plugins, runner
 from abrpipe.errors import AbrpipeError, ExitCode
 from abrpipe.cli.common import console_err
 
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     code = ExitCode.OK
     try:
-        cli.main(args=argv, prog_name="abrpipe", standalone_mode=False)
+        returned = cli.main(args=argv, prog_name="abrpipe", standalone_mode=False)
+        if isinstance(returned, int):  # click returns ctx.exit(N) / Exit(N) codes when not standalone
+            code = returned
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitCode.ERROR
     finally:
         runner.stop_all()
+        for warning in plugins.unshown_warnings():  # a broken plug-in: said once, never a crash
+            console_err().print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     sys.exit(int(code))
 
 

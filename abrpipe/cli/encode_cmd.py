@@ -60,6 +60,10 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     whole result is complete and valid.
     """
     profile = registry.load(profile_ref)
+    if dash_schema and not no_validate:
+        from abrpipe.validate import check_schema_dir
+
+        check_schema_dir(dash_schema)  # a wrong directory fails now, not after the encode
     out = output or default_output(input_path)
     analysis = None
     if (metric or report) and not per_title:

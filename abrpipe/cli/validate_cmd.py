@@ -1,0 +1,88 @@
+"""`abrpipe validate`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from abrpipe.cli.common import console_err, emit_json, json_option, quiet_option
+from abrpipe.errors import ValidationFailed
+from abrpipe.validate import Report, validate_output
+
+_STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
+
+
+@click.command()
+@click.argument("path", metavar="OUT", type=click.Path(exists=True, path_type=str))
+@click.option(
+    "--strict", is_flag=True, help="Fail on warnings too (Apple authoring rules, overstated bandwidth...)."
+)
+@click.option(
+    "--dash-schema",
+    type=click.Path(exists=True, file_okay=False),
+    envvar="ABRPIPE_DASH_SCHEMA",
+    help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.",
+)
+@json_option
+@quiet_option
+def validate(path, strict, dash_schema, as_json, quiet):
+    """Check an HLS/DASH output: OUT is a directory, a master playlist or an MPD.
+
+    Every manifest must parse and every file it references must exist; segments must start with
+    keyframes aligned across renditions; durations, CODECS, RESOLUTION, FRAME-RATE and bandwidth
+    must match the media; Apple's HLS authoring rules are linted. Each finding names its rule
+    (docs/VALIDATION.md). Exit code 0 when clean, 7 on errors (and on warnings with --strict).
+    """
+    report = validate_output(path, dash_schema=dash_schema, strict=strict)
+    if as_json:
+        emit_json(report.summary())
+    if not quiet:
+        render(report)
+    if not report.ok(strict):
+        counts = f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+        first = (report.errors or report.warnings)[0]
+        raise ValidationFailed(
+            f"{path}: validation failed: {counts}; first: {first.rule}: {first.message}",
+            hint="each rule is explained in docs/VALIDATION.md"
+            if report.errors
+            else "warnings fail because of --strict",
+        )
+
+
+def render(report: Report) -> None:
+    """A table on a terminal; one line per finding otherwise (CI logs)."""
+    err = console_err()
+    if report.findings and not err.is_terminal:
+        for f in report.findings:
+            where = ":".join(
+                x for x in (f.file, f"segment {f.segment}" if f.segment is not None else None) if x
+            )
+            who = f" [{f.rendition}]" if f.rendition else ""
+            err.print(
+                f"{f.severity}: {f.rule}: {where or '-'}{who}: {f.message}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+    elif report.findings:
+        table = Table(title=f"validation of {report.path}", title_justify="left")
+        for column in ("severity", "rule", "file", "rendition", "seg", "message"):
+            table.add_column(column, overflow="fold", justify="right" if column == "seg" else "left")
+        for f in report.findings:
+            table.add_row(  # Text cells: messages may hold brackets that are not rich markup
+                Text(f.severity, style=_STYLE[f.severity]),
+                Text(f.rule),
+                Text(f.file or ""),
+                Text(f.rendition or ""),
+                Text(str(f.segment) if f.segment is not None else ""),
+                Text(f.message),
+            )
+        err.print(table)
+    counts = f"{len(report.errors)} error(s), {len(report.warnings)} warning(s), {len(report.infos)} note(s)"
+    checked = f"{', '.join(report.manifests) or 'no manifest'}; {report.renditions} renditions, {report.segments} segments"
+    verdict = "valid" if report.ok() else "invalid"
+    err.print(f"{verdict}: {counts} ({checked})", highlight=False, markup=False, soft_wrap=True)
+
+
+COMMANDS = [validate]
