@@ -456,3 +456,12 @@ def test_every_rule_is_documented_with_its_severity():
         )
     documented = set(re.findall(r"^\| `([A-Z0-9.-]+)` \|", text, re.M))
     assert documented == set(RULES), documented ^ set(RULES)
+
+
+def test_readme_lists_every_rule_id():
+    from abrpipe.validate.report import RULES
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- rules:begin -->")[1].split("<!-- rules:end -->")[0]
+    listed = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert listed == set(RULES)
