@@ -153,9 +153,9 @@ def test_single_command_decodes_once_and_maps_every_rung(tmp_path):
 
 
 def test_two_pass_adds_an_analysis_pass(tmp_path):
-    from dataclasses import replace
-
-    profile = replace(registry.load(TINY_PROFILE), rate_control="2pass")
+    two_pass = tmp_path / "two-pass.toml"
+    two_pass.write_text(f'extends = "{TINY_PROFILE}"\nrate_control = "2pass"\n')
+    profile = registry.load(str(two_pass))
     plan = plan_ladder(source(640, 360), profile)
     commands = build_commands(source(640, 360), plan, str(tmp_path))
     assert [c.label for c in commands] == ["analysis pass", "encode"]
