@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from abrpipe import __version__, encode, package, publish
-from abrpipe.errors import AbrpipeError, EncodeError, InputError, OutputError, ValidationFailed
+from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
 from abrpipe.profile import Profile
@@ -114,22 +114,26 @@ def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
             encode.run_encode(
                 result.source, result.plan, work, on_progress=lambda p: emit(Event("encode", progress=p)), log_dir=log_dir
             )
-        except EncodeError as exc:
-            if "No space left on device" in exc.stderr_tail:
+            lap("encode")
+            emit(Event("package"))
+            result.title = package.read_title(work, result.plan)
+            _check_complete(job, result.source, result.title)
+            package.write_manifests(work, result.title, result.plan)
+            lap("package")
+            if job.validate:
+                emit(Event("validate"))
+                result.validation = _validate(work, job)
+                lap("validate")
+        except (AbrpipeError, OSError) as exc:
+            # FFmpeg's segmenter can exit 0 on a full disk, leaving short or missing segments: whatever
+            # went wrong, a full disk is the reason to report.
+            if isinstance(exc, Interrupted):
+                raise
+            if "No space left on device" in getattr(exc, "stderr_tail", "") or _disk_full(work):
                 raise OutputError(
                     f"{job.output}: no space left on device while encoding", hint="free some space, or choose another -o"
                 ) from None
             raise
-        lap("encode")
-        emit(Event("package"))
-        result.title = package.read_title(work, result.plan)
-        _check_complete(job, result.source, result.title)
-        package.write_manifests(work, result.title, result.plan)
-        lap("package")
-        if job.validate:
-            emit(Event("validate"))
-            result.validation = _validate(work, job)
-            lap("validate")
         result.record = _record(job, result)
         with open(os.path.join(work, RECORD_NAME), "w", encoding="utf-8") as fh:
             json.dump(result.record, fh, indent=2, default=str)
@@ -146,6 +150,18 @@ def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
             publish.discard(work)
     emit(Event("done", job.output))
     return result
+
+
+# Less free space than this where the work area is, after a failure: the disk is full.
+_DISK_FULL_BYTES = 1 << 20
+
+
+def _disk_full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _DISK_FULL_BYTES
 
 
 # A decoded title shorter than its container declares by more than this ended early: the file is

@@ -154,6 +154,10 @@ def probe(path: str, *, allow_references: bool = False) -> SourceMedia:
     try:
         data = json.loads(runner.capture(argv))
     except EncodeError as exc:
+        if exc.returncode is not None and exc.returncode < 0:
+            # Killed from outside (OOM killer, an operator): not the input's fault, worth a retry.
+            raise EncodeError(f"{path}: ffprobe was killed by signal {-exc.returncode} while reading it", argv=argv,
+                              returncode=exc.returncode) from None
         reason = exc.stderr_tail.splitlines()[-1] if exc.stderr_tail else "ffprobe could not read it"
         reason = reason.replace(url + ": ", "").replace(abspath + ": ", "")
         raise InputError(f"{path}: not a readable media file ({reason})") from None

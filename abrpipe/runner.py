@@ -173,7 +173,10 @@ def _drain(stream, tail: collections.deque[str], log) -> None:
     for line in stream:
         tail.append(line.rstrip("\n"))
         if log:
-            log.write(line)
+            try:
+                log.write(line)
+            except OSError:  # a full disk must not stop the draining: ffmpeg would block on stderr
+                log = None
 
 
 def _read_progress(stream, duration_s: float | None, on_progress: ProgressCallback | None) -> None:
