@@ -44,11 +44,24 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+def _load_prctl():
+    """Resolved once, in the parent: the child (forked from a threaded parent) must not load libraries."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            PR_SET_PDEATHSIG = 1
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    """Ask the kernel to SIGKILL the child if abrpipe dies first (even by SIGKILL)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
@@ -77,7 +90,7 @@ def _spawn(argv: list[str], **kwargs) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=_die_with_parent if _prctl is not None else None,
         **kwargs,
     )
     with _live_lock:
