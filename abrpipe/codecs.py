@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from abrpipe import plugins, runner, tools
-from abrpipe.errors import DependencyError, EncodeError
+from abrpipe.errors import DependencyError, EncodeError, OutputError
 
 if TYPE_CHECKING:
     from abrpipe.mp4 import TrackInfo
@@ -193,7 +193,13 @@ class VideoEncoder:
     # --- after the encode ------------------------------------------------------------------
 
     def codec_string(self, track: TrackInfo) -> str:
-        """RFC 6381 CODECS of what was produced, from the init segment's configuration box."""
+        """RFC 6381 CODECS of what was produced, from the init segment's configuration box.
+
+        An output whose sample entry is not one this encoder promises (hev1 instead of hvc1: Apple
+        devices refuse it) is an error before anything is published."""
+        if self.sample_entries and track.sample_entry not in self.sample_entries:
+            raise OutputError(f"codec {self.name!r} ({self.ffmpeg_encoder}) wrote a {track.sample_entry!r} sample entry, "
+                              f"not {' or '.join(map(repr, self.sample_entries))}")
         return track.codec
 
 
@@ -302,6 +308,10 @@ class LibvpxVp9(VideoEncoder):
         # Profile 0 (8-bit 4:2:0) is what the filter graph delivers; libvpx picks it from the input.
         return {}
 
+    def two_pass_options(self, options: Options, rung: PlannedRung, pass_no: int, stats_prefix: str) -> Options:
+        # The realtime deadline writes no first-pass statistics: two-pass needs the good deadline.
+        return {**super().two_pass_options(options, rung, pass_no, stats_prefix), "deadline": "good"}
+
     def rate_options(self, rung: PlannedRung) -> Options:
         opts = super().rate_options(rung)
         if rung.crf is not None:
@@ -348,15 +358,16 @@ class SvtAv1(VideoEncoder):
 
 
 class LibaomAv1(VideoEncoder):
-    # preset -> (usage, cpu-used): realtime mode for the fastest presets, good quality otherwise.
-    SPEEDS = {"ultrafast": ("realtime", 10), "superfast": ("realtime", 9), "veryfast": ("realtime", 8),
-              "faster": ("good", 6), "fast": ("good", 5), "medium": ("good", 4), "slow": ("good", 3),
-              "slower": ("good", 2), "veryslow": ("good", 1), "placebo": ("good", 0)}
+    # preset -> (usage, cpu-used): realtime mode for the fastest presets (FFmpeg 5.1 accepts
+    # cpu-used 0..8), good quality otherwise.
+    SPEEDS = {"ultrafast": ("realtime", 8), "superfast": ("realtime", 7), "veryfast": ("good", 6),
+              "faster": ("good", 5), "fast": ("good", 4), "medium": ("good", 3), "slow": ("good", 2),
+              "slower": ("good", 1), "veryslow": ("good", 0), "placebo": ("good", 0)}
 
     def check_preset(self, preset: str) -> str | None:
-        if preset in self.SPEEDS or (preset.isdigit() and int(preset) <= 6):
+        if preset in self.SPEEDS or (preset.isdigit() and int(preset) <= 8):
             return None
-        return f"{self.name} presets are cpu-used 0..6 or one of: {', '.join(PRESET_NAMES)} (not {preset!r})"
+        return f"{self.name} presets are cpu-used 0..8 or one of: {', '.join(PRESET_NAMES)} (not {preset!r})"
 
     def preset_options(self, preset: str) -> Options:
         usage, speed = ("good", int(preset)) if preset.isdigit() else self.SPEEDS.get(preset, ("good", 4))
@@ -364,6 +375,10 @@ class LibaomAv1(VideoEncoder):
 
     def profile_options(self, rung: PlannedRung) -> Options:
         return {}  # Main profile is the only one for 8-bit 4:2:0
+
+    def two_pass_options(self, options: Options, rung: PlannedRung, pass_no: int, stats_prefix: str) -> Options:
+        # Two-pass is a good-quality mode of libaom; realtime usage is one-pass.
+        return {**super().two_pass_options(options, rung, pass_no, stats_prefix), "usage": "good"}
 
     def keyframe_options(self, rung: PlannedRung) -> Options:
         # libaom turns a forced keyframe into two (the frame after it is also coded as a key
@@ -532,6 +547,9 @@ class OpusEncoder(AudioEncoder):
         return opts
 
 
+HARDWARE_APIS = {"nvenc": "NVIDIA NVENC", "qsv": "Intel Quick Sync", "vaapi": "VA-API", "videotoolbox": "Apple VideoToolbox"}
+
+
 def builtin_encoders() -> list[VideoEncoder | AudioEncoder]:
     h264_levels = tuple(H264_MAX_FRAME_MBS)
     hevc_levels = tuple(HEVC_MAX_LUMA_PS)
@@ -540,7 +558,8 @@ def builtin_encoders() -> list[VideoEncoder | AudioEncoder]:
         for api in ("nvenc", "qsv", "vaapi", "videotoolbox"):
             profiles = ("baseline", "main", "high") if codec == "h264" else ("main",)
             rcs = ("vbr",) if api == "videotoolbox" else ("vbr", "crf")
-            hw.append(Hardware(f"{codec}-{api}", f"{codec}_{api}", family, f"{codec.upper()} on {api} (hardware)",
+            label = f"{'H.264' if codec == 'h264' else 'HEVC'} on {HARDWARE_APIS[api]}"
+            hw.append(Hardware(f"{codec}-{api}", f"{codec}_{api}", family, label,
                                profiles=profiles, levels=levels, rate_controls=rcs, sample_entries=(entry,),
                                containers=("fmp4", "ts") if codec == "h264" else ("fmp4",), hardware=True))
     return [

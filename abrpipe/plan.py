@@ -202,11 +202,11 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
                 bitrate_kbps=spec.bitrate_kbps,
                 maxrate_kbps=spec.maxrate_kbps,
                 bufsize_kbps=spec.bufsize_kbps,
-                crf=spec.crf if spec.rate_control == "crf" else None,
+                crf=profile.crf_of(spec),
                 codec_profile=spec.codec_profile,
                 level=spec.level,
                 gop_frames=gop_frames // divisor,
-                rate_control=spec.rate_control,
+                rate_control=profile.rate_control_of(spec),
             )
         )
     if not rungs and profile.rungs:
@@ -225,11 +225,11 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
                 bitrate_kbps=spec.bitrate_kbps,
                 maxrate_kbps=spec.maxrate_kbps,
                 bufsize_kbps=spec.bufsize_kbps,
-                crf=spec.crf if spec.rate_control == "crf" else None,
+                crf=profile.crf_of(spec),
                 codec_profile=spec.codec_profile,
                 level=spec.level,
                 gop_frames=gop_frames // divisor,
-                rate_control=spec.rate_control,
+                rate_control=profile.rate_control_of(spec),
             )
         )
         dropped = [replace(d, reason=d.reason + "; the lowest rung is kept at source size") if i == len(dropped) - 1 else d for i, d in enumerate(dropped)]

@@ -16,11 +16,26 @@ OWN_DISTRIBUTION = "abrpipe"
 
 # Warnings about plug-ins, in order, each once: the CLI prints them on stderr.
 warnings: list[str] = []
+_shown = 0
 
 
 def warn(message: str) -> None:
     if message not in warnings:
         warnings.append(message)
+
+
+def unshown_warnings() -> list[str]:
+    """The warnings not handed out yet (so that the CLI prints each once, wherever it is)."""
+    global _shown
+    new = warnings[_shown:]
+    _shown = len(warnings)
+    return new
+
+
+def clear_warnings() -> None:
+    global _shown
+    warnings.clear()
+    _shown = 0
 
 
 def origin_label(dist: str) -> str:

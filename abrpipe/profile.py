@@ -18,7 +18,7 @@ import copy
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from abrpipe.errors import ProfileError
@@ -41,8 +41,8 @@ class VideoRungSpec:
     maxrate_kbps: int
     bufsize_kbps: int
     codec: str
-    rate_control: str = "vbr"  # vbr, crf (capped CRF) or 2pass
-    crf: int | None = None  # only with rate_control = crf
+    rate_control: str | None = None  # vbr, crf (capped CRF) or 2pass; None: the profile's
+    crf: int | None = None  # for capped CRF; None: the profile's crf
     max_fps: float | None = None
     codec_profile: str | None = None
     level: str | None = None
@@ -83,6 +83,17 @@ class Profile:
     encoder_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(default=())
     container: str = WRITTEN_CONTAINER
     warnings: tuple[str, ...] = ()  # allowed but against a recommendation: `profiles validate` shows them
+    crf: int = 23  # the CRF of capped-CRF rungs that give none
+
+    def rate_control_of(self, rung: VideoRungSpec) -> str:
+        """The rung's own rate control, or the profile's."""
+        return rung.rate_control or self.rate_control
+
+    def crf_of(self, rung: VideoRungSpec) -> int | None:
+        """The CRF a rung is encoded with: only for capped-CRF rungs."""
+        if self.rate_control_of(rung) != "crf":
+            return None
+        return rung.crf if rung.crf is not None else self.crf
 
     @property
     def segment_gops(self) -> int:
@@ -340,7 +351,7 @@ def build_profile(
         if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
             errors.add("segment", f"must be a whole multiple of gop ({segment_s:g} s is not a multiple of {gop_s:g} s)")
 
-    indexed = _rungs(d.get("rungs"), errors, default_codec, rate_control, default_crf, maxrate_ratio, bufsize_ratio)
+    indexed = _rungs(d.get("rungs"), errors, default_codec, rate_control, maxrate_ratio, bufsize_ratio)
     rungs = [spec for _, spec, _ in indexed]
     audio = _audio(d.get("audio"), errors)
     if not rungs and not audio and not d.get("rungs"):
@@ -348,7 +359,11 @@ def build_profile(
     _check_descending(indexed, errors)
     _check_duplicate_audio(audio, errors)
     if check_codecs:
-        _check_codecs(indexed, audio, preset, container, encoder_options, errors)
+        # The encoders check each rung as it will be encoded: its rate control and CRF resolved.
+        effective = [(i, replace(r, rate_control=r.rate_control or rate_control,
+                                 crf=(r.crf if r.crf is not None else default_crf) if (r.rate_control or rate_control) == "crf" else None), inh)
+                     for i, r, inh in indexed]
+        _check_codecs(effective, audio, preset, container, encoder_options, errors)
     if container != WRITTEN_CONTAINER:
         errors.add("container", f'"{container}" is not written: every rendition is CMAF fMP4, shared by HLS and DASH (use "{WRITTEN_CONTAINER}")')
     errors.raise_if_any()
@@ -369,6 +384,7 @@ def build_profile(
         encoder_options=encoder_options,
         container=container,
         warnings=tuple(errors.warnings),
+        crf=default_crf,
     )
 
 
@@ -442,7 +458,7 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _rungs(raw, errors: _Errors, codec, rate_control, default_crf, maxrate_ratio, bufsize_ratio) -> list[tuple[int, VideoRungSpec, bool]]:
+def _rungs(raw, errors: _Errors, codec, rate_control, maxrate_ratio, bufsize_ratio) -> list[tuple[int, VideoRungSpec, bool]]:
     """The valid rungs as (index in the file, spec, whether its codec is the profile's default)."""
     if raw is None:
         return []
@@ -484,10 +500,11 @@ def _rungs(raw, errors: _Errors, codec, rate_control, default_crf, maxrate_ratio
         bufsize = _rate(r, "bufsize", round(bitrate * bufsize_ratio), path, errors) or bitrate
         if "maxrate" in r and maxrate < bitrate:
             errors.add(f"{path}.maxrate", f"must be >= bitrate ({format_kbps(maxrate)} < {format_kbps(bitrate)})")
-        rung_rc = r.get("rate_control", rate_control)
-        if rung_rc not in RATE_CONTROLS:
+        own_rc = r.get("rate_control")
+        if own_rc is not None and own_rc not in RATE_CONTROLS:
             errors.add(f"{path}.rate_control", f"expected one of: {', '.join(RATE_CONTROLS)}")
-            rung_rc = rate_control
+            own_rc = None
+        rung_rc = own_rc or rate_control
         crf = r.get("crf")
         if crf is not None and not (_int(crf) and 0 <= crf <= 63):
             errors.add(f"{path}.crf", "expected an integer CRF like 23")
@@ -496,8 +513,6 @@ def _rungs(raw, errors: _Errors, codec, rate_control, default_crf, maxrate_ratio
             why = "two-pass encodes to a bitrate, not a quality" if rung_rc == "2pass" else "vbr encodes to a bitrate"
             errors.add(f"{path}.crf", f'only with rate_control = "crf" (this rung is "{rung_rc}": {why})')
             crf = None
-        elif crf is None and rung_rc == "crf":
-            crf = default_crf
         max_fps = r.get("max_fps")
         if max_fps is not None and not (isinstance(max_fps, int | float) and not isinstance(max_fps, bool) and max_fps > 0):
             errors.add(f"{path}.max_fps", "expected a frame rate like 30")
@@ -523,7 +538,7 @@ def _rungs(raw, errors: _Errors, codec, rate_control, default_crf, maxrate_ratio
                 maxrate_kbps=maxrate,
                 bufsize_kbps=bufsize,
                 codec=rung_codec.strip().lower(),
-                rate_control=rung_rc,
+                rate_control=own_rc,
                 crf=crf,
                 max_fps=float(max_fps) if max_fps is not None else None,
                 codec_profile=str(profile).lower() if profile is not None else None,
@@ -666,21 +681,23 @@ def to_schema(profile: Profile) -> dict[str, Any]:
         "codec": default_codec,
         "preset": profile.preset,
         "rate_control": profile.rate_control,
+        "crf": profile.crf,
         "gop": _number(profile.gop_s),
         "segment": _number(profile.segment_s),
         "max_fps": _number(profile.max_fps),
         "container": profile.container,
         "outputs": list(profile.outputs),
         "audio_tracks": profile.audio_tracks if isinstance(profile.audio_tracks, str) else list(profile.audio_tracks),
-        "encoder_options": {codec: dict(opts) for codec, opts in profile.encoder_options},
     }
+    if profile.encoder_options:
+        data["encoder_options"] = {codec: dict(opts) for codec, opts in profile.encoder_options}
     rungs = []
     for r in profile.rungs:
         rung: dict[str, Any] = {"size": f"{r.width}x{r.height}"} if r.width else {"height": r.height}
         rung["bitrate"] = format_kbps(r.bitrate_kbps)
         rung["maxrate"] = format_kbps(r.maxrate_kbps)
         rung["bufsize"] = format_kbps(r.bufsize_kbps)
-        if r.rate_control != profile.rate_control:
+        if r.rate_control is not None and r.rate_control != profile.rate_control:
             rung["rate_control"] = r.rate_control
         for key, value in (("crf", r.crf), ("max_fps", _number(r.max_fps) if r.max_fps else None),
                            ("codec", r.codec if r.codec != default_codec else None),

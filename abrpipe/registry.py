@@ -121,10 +121,9 @@ def _locate(ref: str, base_dir: str | None, *, after: ProfileEntry | None = None
         return ProfileEntry(profile_name_from_path(path), os.path.abspath(path), "file")
     candidates = [e for e in all_entries() if e.name == ref]
     if after is not None:
-        # A profile may extend the one of the same name it shadows (a user 'default' extending the built-in).
-        later = [e for e in candidates if os.path.abspath(e.path) != os.path.abspath(after.path)]
-        position = next((n for n, e in enumerate(candidates) if os.path.abspath(e.path) == os.path.abspath(after.path)), -1)
-        candidates = candidates[position + 1:] if position >= 0 else later
+        same = [n for n, e in enumerate(candidates) if os.path.abspath(e.path) == os.path.abspath(after.path)]
+        # After its own place in the lookup order; a file given by path shadows nothing: the first.
+        candidates = candidates[same[0] + 1:] if same else candidates
     if not candidates:
         known = sorted(entries())
         raise ProfileError(
@@ -146,9 +145,12 @@ def _raw(entry: ProfileEntry, chain: tuple[str, ...]) -> dict:
     if not isinstance(parent_ref, str) or not parent_ref.strip():
         raise ProfileError(f"{where}: extends: expected a profile name or path")
     try:
-        parent = _locate(parent_ref, os.path.dirname(entry.path))
-        if os.path.abspath(parent.path) == os.path.abspath(entry.path):
+        if parent_ref == entry.name:
+            # A profile extending its own name means the one it shadows (a user 'default' extends
+            # the built-in 'default'), the next of that name in the lookup order.
             parent = _locate(parent_ref, None, after=entry)
+        else:
+            parent = _locate(parent_ref, os.path.dirname(entry.path))
     except ProfileError as exc:
         raise ProfileError(f"{where}: extends: {exc.message}", hint=exc.hint) from None
     parent_data = _raw(parent, chain + (entry.path,))

@@ -22,8 +22,8 @@ from abrpipe.profile import (
 
 
 def _warn_plugins() -> None:
-    for w in plugins.warnings:
-        console_err().print(f"abrpipe: warning: {w}", style="yellow", highlight=False, markup=False)
+    for w in plugins.unshown_warnings():
+        console_err().print(f"abrpipe: warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 @click.group()
@@ -88,7 +88,7 @@ def show(name, fmt, as_json):
         return
     console_err().print(f"# {p.name} ({p.origin}: {p.path})", highlight=False, markup=False)
     for warning in p.warnings:
-        console_err().print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False)
+        console_err().print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     if fmt == "yaml":
         import yaml
 
@@ -124,9 +124,9 @@ def validate(files, strict, as_json):
     else:
         err = console_err()
         for line in problems:
-            err.print(line, style="red", highlight=False, markup=False)
+            err.print(line, style="red", highlight=False, markup=False, soft_wrap=True)
         for line in warnings:
-            err.print(f"warning: {line}", style="yellow", highlight=False, markup=False)
+            err.print(f"warning: {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         err.print(f"{len(targets)} profile(s) checked: {len(problems)} problem(s), {len(warnings)} warning(s)",
                   highlight=False, markup=False)
     if failed:
@@ -156,13 +156,13 @@ def schema(as_json):
     for section in ("profile", "rungs[]", "rung_overrides[]", "audio[]"):
         click.echo(f"\n{section}:")
         for key, text in data[section].items():
-            click.echo(f"  {key:16} {text}")
+            click.echo(f"  {key:18} {text}")
     click.echo("\nvideo codecs:")
     for name, info in video.items():
         extra = f"; profiles {', '.join(info['profiles'])}" if info["profiles"] else ""
-        click.echo(f"  {name:16} {info['description']} [{info['ffmpeg_encoder']}; rate control {', '.join(info['rate_control'])}{extra}]"
+        click.echo(f"  {name:18} {info['description']} [{info['ffmpeg_encoder']}; rate control {', '.join(info['rate_control'])}{extra}]"
                    + (f" ({info['origin']})" if info["origin"] != "builtin" else ""))
     click.echo("\naudio codecs:")
     for name, info in audio.items():
-        click.echo(f"  {name:16} {info['description']} [{info['ffmpeg_encoder']}]"
+        click.echo(f"  {name:18} {info['description']} [{info['ffmpeg_encoder']}]"
                    + (f" ({info['origin']})" if info["origin"] != "builtin" else ""))
