@@ -12,12 +12,12 @@ import os
 from fractions import Fraction
 
 from mpegdash.nodes import (
-    S,
+    MPEGDASH,
     AdaptationSet,
     Descriptor,
-    MPEGDASH,
     Period,
     Representation,
+    S,
     SegmentTemplate,
     SegmentTimeline,
 )
@@ -70,13 +70,33 @@ def _ratio(w: int, h: int) -> str:
     return f"{w // g}:{h // g}"
 
 
-def _video_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
+def _adaptation_set(set_id: int, kind: str) -> AdaptationSet:
     aset = AdaptationSet()
     aset.id = set_id
-    aset.content_type = "video"
-    aset.mime_type = "video/mp4"
-    aset.segment_alignment = "true"  # shared keyframe/segment grid: players switch at any boundary
-    aset.start_with_sap = 1  # every segment starts with an IDR
+    aset.content_type = kind
+    aset.mime_type = f"{kind}/mp4"
+    aset.segment_alignment = "true"  # shared segment grid: players switch at any boundary
+    aset.start_with_sap = 1  # every segment starts with a random access point (an IDR for video)
+    return aset
+
+
+def _representation(r: Rendition) -> Representation:
+    rep = Representation()
+    rep.id = r.id
+    rep.bandwidth = r.peak_bps
+    rep.codecs = r.codec
+    rep.segment_templates = [_template(r)]
+    return rep
+
+
+def _descriptor(scheme: str, value: str) -> Descriptor:
+    d = Descriptor()
+    d.scheme_id_uri, d.value = scheme, value
+    return d
+
+
+def _video_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
+    aset = _adaptation_set(set_id, "video")
     aset.max_width = max(r.width or 0 for r in renditions)
     aset.max_height = max(r.height or 0 for r in renditions)
     rates = [r.frame_rate for r in renditions if r.frame_rate]
@@ -86,46 +106,26 @@ def _video_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
     aset.par = _ratio(top.width or 16, top.height or 9)
     reps = []
     for r in sorted(renditions, key=lambda r: r.peak_bps):
-        rep = Representation()
-        rep.id = r.id
-        rep.bandwidth = r.peak_bps
-        rep.codecs = r.codec
+        rep = _representation(r)
         rep.width, rep.height = r.width, r.height
         rep.sar = "1:1"
         if r.frame_rate:
             rep.frame_rate = format_rate(Fraction(r.frame_rate))
-        rep.segment_templates = [_template(r)]
         reps.append(rep)
     aset.representations = reps
     return aset
 
 
 def _audio_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
-    aset = AdaptationSet()
-    aset.id = set_id
-    aset.content_type = "audio"
-    aset.mime_type = "audio/mp4"
-    aset.segment_alignment = "true"
-    aset.start_with_sap = 1
-    first = renditions[0]
-    if first.language:
-        aset.lang = first.language
-    role = Descriptor()
-    role.scheme_id_uri = ROLE_SCHEME
-    role.value = "main" if any(r.default for r in renditions) else "alternate"
-    aset.roles = [role]
+    aset = _adaptation_set(set_id, "audio")
+    if renditions[0].language:
+        aset.lang = renditions[0].language
+    aset.roles = [_descriptor(ROLE_SCHEME, "main" if any(r.default for r in renditions) else "alternate")]
     reps = []
     for r in sorted(renditions, key=lambda r: r.peak_bps):
-        rep = Representation()
-        rep.id = r.id
-        rep.bandwidth = r.peak_bps
-        rep.codecs = r.codec
+        rep = _representation(r)
         rep.audio_sampling_rate = str(r.sample_rate) if r.sample_rate else None
-        channels = Descriptor()
-        channels.scheme_id_uri = CHANNEL_SCHEME
-        channels.value = str(r.channels or 2)
-        rep.audio_channel_configurations = [channels]
-        rep.segment_templates = [_template(r)]
+        rep.audio_channel_configurations = [_descriptor(CHANNEL_SCHEME, str(r.channels or 2))]
         reps.append(rep)
     aset.representations = reps
     return aset

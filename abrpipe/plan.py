@@ -176,63 +176,45 @@ def _fit(src_w: int, src_h: int, spec: VideoRungSpec) -> tuple[int, int, float]:
 
 
 def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, gop_frames):
+    codecs_used = {spec.codec for spec in profile.rungs}
+
+    def planned(spec: VideoRungSpec, w: int, h: int, divisor: int) -> PlannedRung:
+        prefix = f"{spec.codec}-" if len(codecs_used) > 1 or spec.codec != "h264" else ""
+        return PlannedRung(
+            id=_safe_id(f"{prefix}{min(w, h)}p-{format_kbps(spec.bitrate_kbps)}"),
+            codec=spec.codec,
+            width=w,
+            height=h,
+            fps=base_fps / divisor,
+            fps_divisor=divisor,
+            bitrate_kbps=spec.bitrate_kbps,
+            maxrate_kbps=spec.maxrate_kbps,
+            bufsize_kbps=spec.bufsize_kbps,
+            crf=profile.crf_of(spec),
+            codec_profile=spec.codec_profile,
+            level=spec.level,
+            gop_frames=gop_frames // divisor,
+            rate_control=profile.rate_control_of(spec),
+        )
+
+    source_w, source_h = max(2, src_w - src_w % 2), max(2, src_h - src_h % 2)  # the source size, made even
     rungs: list[PlannedRung] = []
     dropped: list[DroppedRung] = []
-    codecs_used = {spec.codec for spec in profile.rungs}
     for spec, divisor in zip(profile.rungs, divisors, strict=True):
         w, h, scale = _fit(src_w, src_h, spec)
         if scale > CLAMP_TOLERANCE:
             dropped.append(DroppedRung(spec.label, f"above the source size ({src_w}x{src_h}): abrpipe never upscales"))
             continue
-        if scale > 1:
-            w, h = _even(src_w - 1) if src_w % 2 else src_w, _even(src_h - 1) if src_h % 2 else src_h
-        prefix = f"{spec.codec}-" if len(codecs_used) > 1 or spec.codec != "h264" else ""
-        rung_id = _safe_id(f"{prefix}{min(w, h)}p-{format_kbps(spec.bitrate_kbps)}")
-        if any(r.id == rung_id for r in rungs):
-            dropped.append(DroppedRung(spec.label, f"same size and bitrate as {rung_id} once fitted to the source"))
+        rung = planned(spec, *((source_w, source_h) if scale > 1 else (w, h)), divisor)
+        if any(r.id == rung.id for r in rungs):
+            dropped.append(DroppedRung(spec.label, f"same size and bitrate as {rung.id} once fitted to the source"))
             continue
-        rungs.append(
-            PlannedRung(
-                id=rung_id,
-                codec=spec.codec,
-                width=w,
-                height=h,
-                fps=base_fps / divisor,
-                fps_divisor=divisor,
-                bitrate_kbps=spec.bitrate_kbps,
-                maxrate_kbps=spec.maxrate_kbps,
-                bufsize_kbps=spec.bufsize_kbps,
-                crf=profile.crf_of(spec),
-                codec_profile=spec.codec_profile,
-                level=spec.level,
-                gop_frames=gop_frames // divisor,
-                rate_control=profile.rate_control_of(spec),
-            )
-        )
+        rungs.append(rung)
     if not rungs and profile.rungs:
         # A source smaller than every rung still gets one rendition: the lowest rung at source size.
-        spec = profile.rungs[-1]
-        w, h = src_w - src_w % 2, src_h - src_h % 2
-        divisor = divisors[-1]
-        rungs.append(
-            PlannedRung(
-                id=_safe_id(f"{min(w, h)}p-{format_kbps(spec.bitrate_kbps)}"),
-                codec=spec.codec,
-                width=max(w, 2),
-                height=max(h, 2),
-                fps=base_fps / divisor,
-                fps_divisor=divisor,
-                bitrate_kbps=spec.bitrate_kbps,
-                maxrate_kbps=spec.maxrate_kbps,
-                bufsize_kbps=spec.bufsize_kbps,
-                crf=profile.crf_of(spec),
-                codec_profile=spec.codec_profile,
-                level=spec.level,
-                gop_frames=gop_frames // divisor,
-                rate_control=profile.rate_control_of(spec),
-            )
-        )
-        dropped = [replace(d, reason=d.reason + "; the lowest rung is kept at source size") if i == len(dropped) - 1 else d for i, d in enumerate(dropped)]
+        rungs.append(planned(profile.rungs[-1], source_w, source_h, divisors[-1]))
+        last = dropped[-1]
+        dropped[-1] = replace(last, reason=last.reason + "; the lowest rung is kept at source size")
     return rungs, dropped
 
 

@@ -6,9 +6,9 @@ import functools
 import os
 import re
 import shutil
-import subprocess
 
-from abrpipe.errors import DependencyError
+from abrpipe import runner
+from abrpipe.errors import DependencyError, EncodeError
 
 MIN_FFMPEG = (5, 1)
 INSTALL_HINT = (
@@ -45,10 +45,8 @@ def ffprobe_path() -> str:
 
 def _check_version(path: str) -> None:
     try:
-        banner = subprocess.run(
-            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except OSError as exc:
+        banner = runner.capture([path, "-hide_banner", "-version"], timeout_s=30)
+    except (OSError, EncodeError) as exc:
         raise DependencyError(f"{path} cannot be run: {exc}", hint=INSTALL_HINT) from exc
     m = re.search(r"version n?(\d+)\.(\d+)", banner)
     # Builds from git ("version N-12345-g...") are newer than any release: accept them.
@@ -58,29 +56,20 @@ def _check_version(path: str) -> None:
         )
 
 
+def _listing(flag: str, column: int, keep) -> frozenset[str]:
+    """Names from one of ffmpeg's listings (`-encoders`, `-filters`)."""
+    out = runner.capture([ffmpeg_path(), "-hide_banner", flag], timeout_s=30)
+    return frozenset(parts[column] for parts in (line.split() for line in out.splitlines()) if keep(parts))
+
+
 @functools.cache
 def ffmpeg_encoders() -> frozenset[str]:
     """Names of the encoders this ffmpeg build has (`ffmpeg -encoders`)."""
-    out = subprocess.run(
-        [ffmpeg_path(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    names = set()
-    for line in out.splitlines():
-        parts = line.split()
-        # Lines look like " V....D libx264   libx264 H.264 ..."; the legend above has "=" in it.
-        if len(parts) >= 2 and len(parts[0]) == 6 and "=" not in line:
-            names.add(parts[1])
-    return frozenset(names)
+    # Lines look like " V....D libx264   libx264 H.264 ..."; the legend above them has "=" in it.
+    return _listing("-encoders", 1, lambda p: len(p) >= 2 and len(p[0]) == 6 and "=" not in p[0] + p[1])
 
 
 @functools.cache
 def ffmpeg_filters() -> frozenset[str]:
-    out = subprocess.run(
-        [ffmpeg_path(), "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    names = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and "->" in parts[2]:
-            names.add(parts[1])
-    return frozenset(names)
+    """Names of the filters this ffmpeg build has (`ffmpeg -filters`): " TSC scale   V->V  ..."."""
+    return _listing("-filters", 1, lambda p: len(p) >= 3 and "->" in p[2])

@@ -15,8 +15,8 @@ import traceback
 import click
 
 from abrpipe import __version__, plugins, runner
-from abrpipe.errors import AbrpipeError, ExitCode
 from abrpipe.cli.common import console_err
+from abrpipe.errors import AbrpipeError, ExitCode
 
 
 class Interrupt(KeyboardInterrupt):
