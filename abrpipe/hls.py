@@ -117,10 +117,17 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 info["audio"] = group_id
             variants.append((v, m3u8.Playlist(uri=f"{v.id}/{MEDIA_PLAYLIST}", stream_info=info, media=master.media, base_uri=None)))
     if not title.video:
+        # Audio-only: one variant per audio rung, playing its default language and naming its group,
+        # so the other languages stay selectable.
         for group_id, renditions in audio_choices:
-            for a in renditions:
-                info = {"bandwidth": a.peak_bps, "average_bandwidth": a.average_bps, "codecs": a.codec}
-                variants.append((a, m3u8.Playlist(uri=f"{a.id}/{MEDIA_PLAYLIST}", stream_info=info, media=[], base_uri=None)))
+            main = next((a for a in renditions if a.default), renditions[0])
+            info = {
+                "bandwidth": max(a.peak_bps for a in renditions),
+                "average_bandwidth": max(a.average_bps for a in renditions),
+                "codecs": main.codec,
+                "audio": group_id,
+            }
+            variants.append((main, m3u8.Playlist(uri=f"{main.id}/{MEDIA_PLAYLIST}", stream_info=info, media=master.media, base_uri=None)))
     # Apple 1.32: list first the variant closest to 2 Mb/s; the rest follow in ascending bandwidth.
     variants.sort(key=lambda item: item[1].stream_info.bandwidth)
     if title.video:
