@@ -159,6 +159,7 @@
     var E = dashjs.MediaPlayer.events;
     var v5 = typeof player.getRepresentationsByType === 'function';
     var renderedId = null;
+    var kind = 'video';  // the renditions to pin: 'audio' for an audio-only title
     window.__dashjs = player;
     player.updateSettings({
       debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
@@ -170,10 +171,10 @@
     });
     function currentRep() {
       if (v5) {
-        var r = player.getCurrentRepresentationForType('video');
+        var r = player.getCurrentRepresentationForType(kind);
         return r ? String(r.id) : null;
       }
-      return String(player.getQualityFor('video'));
+      return String(player.getQualityFor(kind));
     }
     return {
       name: 'dashjs',
@@ -189,14 +190,15 @@
             addFatal('dashjs.playback', { message: str(e.error) });
           });
           player.on(E.QUALITY_CHANGE_RENDERED, function (e) {
-            if (e.mediaType !== 'video') return;
+            if (e.mediaType !== kind) return;
             if (e.newRepresentation) renderedId = String(e.newRepresentation.id);
             else if (e.newQuality !== undefined) renderedId = String(e.newQuality);  // dash.js 4
             note('dashjs.QUALITY_CHANGE_RENDERED', { id: renderedId });
           });
           player.on(E.STREAM_INITIALIZED, function () {
+            if (v5 && player.getRepresentationsByType('video').length === 0) kind = 'audio';
             if (v5) {
-              levels = player.getRepresentationsByType('video').map(function (r, i) {
+              levels = player.getRepresentationsByType(kind).map(function (r, i) {
                 return { index: i, id: String(r.id), height: r.height || 0, width: r.width || 0,
                          bandwidth: r.bandwidth || 0, codecs: r.codecs || null };
               });
@@ -215,12 +217,14 @@
         });
       },
       forceLevel: function (i) {
-        player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+        var off = {};
+        off[kind] = false;
+        player.updateSettings({ streaming: { abr: { autoSwitchBitrate: off } } });
         var l = levels[i];
         if (typeof player.setRepresentationForTypeById === 'function') {
-          player.setRepresentationForTypeById('video', l.id, true);
+          player.setRepresentationForTypeById(kind, l.id, true);
         } else if (typeof player.setRepresentationForTypeByIndex === 'function') {
-          player.setRepresentationForTypeByIndex('video', i, true);
+          player.setRepresentationForTypeByIndex(kind, i, true);
         } else {
           player.setQualityFor('video', i, true);  // dash.js <= 4
         }
@@ -247,9 +251,11 @@
       manifest: { retryParameters: retry },
       abr: { enabled: true, restrictToElementSize: false },
     });
-    // Shaka's tracks are variants (video x audio); a level is one video stream.
+    // Shaka's tracks are variants (video x audio); a level is one video stream, or one audio
+    // stream for an audio-only title.
     var videoIds = [];
-    function variantLevel(t) { return videoIds.indexOf(t.videoId); }
+    var key = 'videoId';
+    function variantLevel(t) { return videoIds.indexOf(t[key]); }
     return {
       name: 'shaka',
       version: shaka.Player.version,
@@ -268,13 +274,14 @@
           return player.load(url);
         }).then(function () {
           var byId = {};
-          player.getVariantTracks().forEach(function (t) {
-            if (t.videoId === null || t.videoId === undefined) return;
-            var prev = byId[t.videoId];
-            if (!prev) {
-              byId[t.videoId] = { id: String(t.videoId), videoId: t.videoId, height: t.height || 0, width: t.width || 0,
-                                  bandwidth: t.videoBandwidth || t.bandwidth || 0, codecs: t.videoCodec || null };
-            }
+          var tracks = player.getVariantTracks();
+          if (!tracks.some(function (t) { return t.videoId !== null && t.videoId !== undefined; })) key = 'audioId';
+          tracks.forEach(function (t) {
+            var id = t[key];
+            if (id === null || id === undefined || byId[id]) return;
+            byId[id] = { id: String(id), videoId: id, height: t.height || 0, width: t.width || 0,
+                         bandwidth: (key === 'videoId' ? t.videoBandwidth : t.audioBandwidth) || t.bandwidth || 0,
+                         codecs: (key === 'videoId' ? t.videoCodec : t.audioCodec) || null };
           });
           var list = Object.keys(byId).map(function (k) { return byId[k]; });
           list.sort(function (a, b) { return (a.bandwidth - b.bandwidth) || (a.height - b.height); });
@@ -294,9 +301,9 @@
         var tracks = player.getVariantTracks();
         var cur = tracks.filter(function (t) { return t.active; })[0];
         var want = videoIds[i];
-        var cands = tracks.filter(function (t) { return t.videoId === want; });
+        var cands = tracks.filter(function (t) { return t[key] === want; });
         // keep the audio that is playing if that variant exists
-        var pick = cands.filter(function (t) { return cur && t.audioId === cur.audioId; })[0] || cands[0];
+        var pick = (key === 'videoId' && cands.filter(function (t) { return cur && t.audioId === cur.audioId; })[0]) || cands[0];
         if (!pick) throw new Error('Shaka: no variant for level ' + i);
         player.selectVariantTrack(pick, /* clearBuffer */ true);
       },
