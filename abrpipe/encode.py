@@ -24,7 +24,6 @@ from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia
 from abrpipe.runner import Progress
 
 INIT_NAME = "init.mp4"
-SEGMENT_PATTERN = "seg_%05d.m4s"
 MUXER_MANIFEST = "segmenter.mpd"  # the segmenter's own MPD: discarded after the encode
 STREAM_DIR = "stream"  # ffmpeg writes output stream N into streamN/, renamed to the rendition id
 
@@ -86,7 +85,7 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         "seg_duration": f"{plan.segment_s or 6.0:.6f}",
         "use_template": "1",
         "use_timeline": "1",
-        # Stream N goes to rN/ (renamed to the rendition id afterwards): one directory per rendition.
+        # Output stream N goes to streamN/ (renamed to its rendition id afterwards).
         "init_seg_name": f"{STREAM_DIR}$RepresentationID$/{INIT_NAME}",
         "media_seg_name": f"{STREAM_DIR}$RepresentationID$/seg_$Number%05d$.m4s",
         # No edit list, negative composition offsets instead: the first frame presents at tfdt, so
@@ -107,7 +106,7 @@ def _per_stream(options: dict[str, str], kind: str, n: int) -> dict[str, str]:
     """`b:v` -> `b:v:3`, `maxrate` -> `maxrate:v:3`: options for the n-th video (or audio) stream."""
     out = {}
     for key, value in options.items():
-        name, _, spec = key.partition(":")
+        name = key.partition(":")[0]
         out[f"{name}:{kind}:{n}"] = value
     return out
 
@@ -217,16 +216,10 @@ def run_encode(
                 on_progress(replace(p, out_time_s=(base + weight * fraction) * source.duration_s, done=p.done and base + weight >= 0.999))
 
         log_path = os.path.join(log_dir, f"ffmpeg-{command.label.replace(' ', '-')}.log") if log_dir else None
-        _run_in(command, source.duration_s, scaled, log_path)
+        runner.run(command.argv, duration_s=source.duration_s, on_progress=scaled, log_path=log_path, cwd=command.cwd)
         done += command.weight
     for n, rendition in enumerate(ids):
         os.rename(os.path.join(work_dir, f"{STREAM_DIR}{n}"), os.path.join(work_dir, rendition))
-    for name in os.listdir(work_dir):
-        if name == MUXER_MANIFEST:
+    for name in os.listdir(work_dir):  # the segmenter's MPD and two-pass statistics are not published
+        if name == MUXER_MANIFEST or ".passlog" in name:
             os.remove(os.path.join(work_dir, name))
-        elif ".passlog" in name:
-            os.remove(os.path.join(work_dir, name))
-
-
-def _run_in(command: EncodeCommand, duration_s: float, on_progress, log_path: str | None) -> None:
-    runner.run(command.argv, duration_s=duration_s, on_progress=on_progress, log_path=log_path, cwd=command.cwd)
