@@ -1,0 +1,675 @@
+"""Per-title analysis: trial encodes on sampled segments -> rate/quality curves -> a per-title ladder.
+
+For a source and a (single-codec) profile:
+
+1. **Candidates.** The trial resolutions are the sizes of the profile's rungs as planned for this
+   source (so never above it), each with the frame rate and codec settings of its profile rung.
+2. **Sample.** ``K = clamp(ceil(duration / 20 s), 2, 8)`` windows of 2 s spread evenly over the title;
+   a title shorter than 10 s is analysed whole (in pieces of at most 5 s, to bound the temporary
+   reference files).
+3. **Trial encodes.** For each window ONE ffmpeg process decodes the window once (input ``-ss``/``-t``)
+   and fans out, like the real encode: the same deinterlace/tone-map/frame-rate steps, ``split``, one
+   ``scale`` per resolution, then one encoder per CRF, with the options of the project's encoder
+   plug-in (same preset, GOP and profile as the final encode; CRF capped at the ladder's highest
+   maxrate). The same process writes the lossless reference of the window at the measuring size, so
+   trial and reference hold exactly the same frames whatever the container's seeking precision.
+4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
+   rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
+   available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
+5. **Ladder.** Per-resolution curves and their envelope (:mod:`.hull`); rungs between the profile's
+   lowest and highest rung bitrate, the top where quality saturates (VMAF 95 / PSNR-Y 45 dB), at most as
+   many rungs as the profile gives this source, each at the resolution the envelope picks; the result
+   is a :class:`~abrpipe.profile.Profile` (:mod:`.ladder`) that ``pipeline.run_job`` encodes directly.
+
+Per-title needs one software codec with a CRF mode: a multi-codec profile is refused (run it once per
+codec with a single-codec profile), and so are hardware encoders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import ffmpeg
+
+from abrpipe import codecs, encode, mp4, runner, tools
+from abrpipe.errors import DependencyError, EncodeError, InputError, ProfileError
+from abrpipe.pertitle import hull, ladder, metrics
+from abrpipe.plan import LadderPlan, PlannedRung, plan_ladder
+from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia
+from abrpipe.profile import Profile, VideoRungSpec
+
+#: Trial CRFs per codec family: five steps spanning "visually lossless" to "very coarse".
+CRF_GRIDS: dict[str, tuple[int, ...]] = {
+    "avc": (18, 24, 30, 36, 42),
+    "hevc": (20, 26, 32, 38, 44),
+    "vp9": (24, 32, 40, 48, 56),
+    "av1": (24, 32, 40, 48, 56),
+}
+#: Quality at which a curve counts as saturated: the top rung goes no higher.
+SATURATION: dict[str, float] = {"vmaf": 95.0, "psnr": 45.0, "xpsnr": 45.0, "ssim": 0.99}
+METRIC_LABELS: dict[str, str] = {"vmaf": "VMAF", "psnr": "PSNR-Y", "xpsnr": "XPSNR-Y", "ssim": "SSIM-Y"}
+
+#: Demuxers that seek through a keyframe index: input -ss lands on the keyframe before the target and
+#: decodes forward, frame-exact. Anything else (MPEG-TS/PS, raw streams) may land on the next keyframe
+#: or nowhere, so such a source is first remuxed (stream copy, no decode) into Matroska, which has one.
+INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "nut", "mxf", "yuv4mpegpipe"})
+
+#: Trial VBV cap: this many times the ladder's highest maxrate (bufsize twice that).
+TRIAL_CAP_FACTOR = 2
+
+# Trial outputs are fragmented MP4 (one fragment per GOP) so their bytes and duration are read from
+# the boxes exactly as the final renditions' are.
+_TRIAL_MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof"
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    metric: str | None = None  # None: VMAF if an ffmpeg with libvmaf is available, else PSNR-Y
+    crfs: tuple[int, ...] | None = None  # None: CRF_GRIDS[codec family]
+    segment_s: float = 2.0  # length of each sampled window
+    seconds_per_segment: float = 20.0  # one window per this many seconds of title ...
+    min_segments: int = 2  # ... at least this many ...
+    max_segments: int = 8  # ... and at most this many
+    whole_below_s: float = 10.0  # titles shorter than this are analysed whole
+    whole_piece_s: float = 5.0  # ... in pieces of at most this length
+    every_nth: int = 5  # score frames 0, N, 2N, ... of each window
+    max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
+    saturation: float | None = None  # None: SATURATION[metric]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sampled piece of the title; ``duration_s`` None means "to the end"."""
+
+    start_s: float
+    duration_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": round(self.start_s, 3), "duration_s": None if self.duration_s is None else round(self.duration_s, 3)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trial resolution and the profile rung whose settings (fps cap, codec profile, level) it uses."""
+
+    width: int
+    height: int
+    fps_divisor: int
+    spec: VideoRungSpec
+
+    @property
+    def resolution(self) -> hull.Resolution:
+        return (self.width, self.height)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One (resolution, CRF) trial, pooled over every sampled window."""
+
+    width: int
+    height: int
+    crf: int
+    kbps: float
+    quality: float
+    frames: int  # frames scored
+    duration_s: float  # encoded duration summed over windows
+
+    def point(self) -> hull.TrialPoint:
+        return hull.TrialPoint(self.width, self.height, self.crf, self.kbps, self.quality)
+
+
+@dataclass(frozen=True)
+class FixedRung:
+    """A rung of the profile's own ladder for this source, with the quality the trial curves predict."""
+
+    id: str
+    width: int
+    height: int
+    kbps: float
+    predicted_quality: float
+    extrapolated: bool
+
+
+@dataclass(frozen=True)
+class Cost:
+    cpu_s: float  # CPU time of every child process of the analysis (trial encodes + metric runs)
+    encode_cpu_s: float
+    metric_cpu_s: float
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    input: str
+    source_size: tuple[int, int]  # display size
+    base_profile: str
+    codec: str
+    preset: str
+    metric: str
+    metric_ffmpeg: str
+    measure_size: tuple[int, int]  # trials are upscaled to this size and scored against the source at it
+    every_nth: int
+    windows: tuple[Window, ...]
+    crfs: tuple[int, ...]
+    candidates: tuple[Candidate, ...]
+    trials: tuple[Trial, ...]
+    crossovers: tuple[hull.Crossover, ...]
+    hull_points: tuple[hull.TrialPoint, ...]
+    saturation: float
+    min_kbps: int
+    max_kbps: int
+    rung_count: int
+    rungs: tuple[hull.ChosenRung, ...]  # the per-title ladder, top first (rounded bitrates)
+    fixed: tuple[FixedRung, ...]  # the profile's ladder for this source
+    profile: Profile  # the per-title ladder as a profile run_job can encode
+    predicted_bd: dict[str, Any] | None
+    cost: Cost
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def points(self) -> list[hull.TrialPoint]:
+        return [t.point() for t in self.trials]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "source_size": f"{self.source_size[0]}x{self.source_size[1]}",
+            "base_profile": self.base_profile,
+            "codec": self.codec,
+            "preset": self.preset,
+            "metric": self.metric,
+            "metric_label": METRIC_LABELS.get(self.metric, self.metric),
+            "metric_ffmpeg": self.metric_ffmpeg,
+            "measure_size": f"{self.measure_size[0]}x{self.measure_size[1]}",
+            "every_nth_frame": self.every_nth,
+            "windows": [w.to_dict() for w in self.windows],
+            "crfs": list(self.crfs),
+            "resolutions": [f"{c.width}x{c.height}" for c in self.candidates],
+            "trials": [
+                {"width": t.width, "height": t.height, "crf": t.crf, "kbps": round(t.kbps, 1),
+                 "quality": round(t.quality, 3), "frames": t.frames}
+                for t in self.trials
+            ],  # fmt: skip
+            "crossovers": [
+                {"kbps": round(c.kbps, 1), "below": f"{c.below[0]}x{c.below[1]}", "above": f"{c.above[0]}x{c.above[1]}"}
+                for c in self.crossovers
+            ],
+            "hull": [{"width": p.width, "height": p.height, "crf": p.crf, "kbps": round(p.kbps, 1),
+                      "quality": round(p.quality, 3)} for p in self.hull_points],  # fmt: skip
+            "saturation": self.saturation,
+            "bitrate_range_kbps": [self.min_kbps, self.max_kbps],
+            "max_rungs": self.rung_count,
+            "ladder": ladder.rung_rows(self.profile, self.rungs),
+            "fixed_ladder": [
+                {"id": f.id, "width": f.width, "height": f.height, "kbps": f.kbps,
+                 "predicted_quality": round(f.predicted_quality, 3), "extrapolated": f.extrapolated}
+                for f in self.fixed
+            ],  # fmt: skip
+            "predicted_bd_rate": self.predicted_bd,
+            "cost": {k: round(v, 2) for k, v in self.cost.__dict__.items()},
+            "notes": list(self.notes),
+        }
+
+
+EventCallback = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def sample_windows(duration_s: float, options: AnalysisOptions | None = None) -> tuple[Window, ...]:
+    options = options or AnalysisOptions()
+    """The windows to analyse: K evenly spread windows, or the whole (short) title in pieces."""
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"duration must be positive, got {duration_s!r}")
+    k = max(options.min_segments, min(options.max_segments, math.ceil(duration_s / options.seconds_per_segment)))
+    if duration_s < options.whole_below_s or k * options.segment_s >= duration_s:
+        pieces = max(1, math.ceil(duration_s / options.whole_piece_s - 1e-9))
+        if pieces == 1:
+            return (Window(0.0, None),)
+        step = duration_s / pieces
+        return tuple(Window(round(i * step, 3), None if i == pieces - 1 else round(step, 3)) for i in range(pieces))
+    out = []
+    for i in range(k):
+        centre = (i + 0.5) * duration_s / k
+        start = min(max(0.0, centre - options.segment_s / 2), duration_s - options.segment_s)
+        out.append(Window(round(start, 3), options.segment_s))
+    return tuple(out)
+
+
+def crf_grid(codec: str) -> tuple[int, ...]:
+    """The trial CRFs for ``codec``: its family's grid, within the encoder's CRF range."""
+    encoder = codecs.get(codec)
+    grid = CRF_GRIDS.get(getattr(encoder, "family", ""), CRF_GRIDS["avc"])
+    lo, hi = getattr(encoder, "crf_range", (0, 63))
+    return tuple(sorted({min(max(c, lo), hi) for c in grid}))
+
+
+def saturation_for(metric: str) -> float:
+    return SATURATION[metric]
+
+
+def single_codec(profile: Profile) -> str:
+    """The profile's only video codec; per-title refuses multi-codec and hardware-encoder profiles."""
+    names = sorted({r.codec for r in profile.rungs})
+    where = profile.path or profile.name
+    if not names:
+        raise ProfileError(f"{where}: has no video rungs; per-title ladders are for video")
+    if len(names) > 1:
+        raise ProfileError(
+            f"{where}: per-title analysis takes a single-codec profile, this one has {', '.join(names)}",
+            hint="run it once per codec with a profile holding only that codec's rungs",
+        )
+    encoder = codecs.get(names[0])
+    if not isinstance(encoder, codecs.VideoEncoder) or encoder.hardware:
+        raise ProfileError(
+            f"{where}: per-title trials need a software encoder with a CRF mode; {names[0]} is not one",
+            hint="use a profile with h264, hevc, vp9 or av1",
+        )
+    return names[0]
+
+
+def candidates(source: SourceMedia, profile: Profile, plan: LadderPlan) -> tuple[Candidate, ...]:
+    """Distinct rung sizes of the profile as planned for ``source``, largest first.
+
+    Each size keeps the settings of the first (highest-bitrate) profile rung that has it.
+    """
+    found: dict[tuple[int, int], Candidate] = {}
+    for spec in profile.rungs:
+        single = plan_ladder(source, replace(profile, rungs=(spec,), audio=()))
+        if single.dropped or not single.video:
+            continue  # above the source (plan_ladder would substitute a source-size rung)
+        r = single.video[0]
+        found.setdefault((r.width, r.height), Candidate(r.width, r.height, r.fps_divisor, spec))
+    if not found:  # a source smaller than every rung: the plan's single source-size rung
+        r = plan.video[0]
+        found[(r.width, r.height)] = Candidate(r.width, r.height, r.fps_divisor, profile.rungs[-1])
+    return tuple(sorted(found.values(), key=lambda c: (c.width * c.height, c.height), reverse=True))
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of every child process this process has waited for."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def trial_bytes_and_duration(path: str) -> tuple[int, float]:
+    """Bytes of the media fragments (moof + mdat) and their duration in seconds."""
+    track = mp4.read_init(path)
+    seg = mp4.read_segment(path, track)
+    size = sum(f.size for f in seg.fragments)
+    return size, seg.duration / track.timescale
+
+
+def needs_index(source: SourceMedia, windows: Sequence[Window]) -> bool:
+    """True when some window starts inside the title and the container has no keyframe index."""
+    return any(w.start_s > 0 for w in windows) and not set(source.format_name.split(",")) & INDEXED_FORMATS
+
+
+def indexed_copy(source: SourceMedia, directory: str) -> SourceMedia:
+    """The source's video stream copied (not re-encoded) into Matroska, whose cues make -ss exact."""
+    assert source.video is not None
+    path = os.path.join(directory, "source-indexed.mkv")
+    argv = [
+        tools.ffmpeg_path(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+        "-protocol_whitelist", SAFE_PROTOCOLS, "-i", source.ffmpeg_url,
+        "-map", f"0:{source.video.index}", "-c", "copy",
+        "-f", "matroska", path,
+    ]  # fmt: skip
+    try:
+        runner.run(argv)
+    except EncodeError as exc:
+        raise EncodeError(
+            f"{source.path}: cannot copy the video into an indexed container for sampling ({exc.message})",
+            argv=exc.argv, returncode=exc.returncode, stderr_tail=exc.stderr_tail,
+        ) from None  # fmt: skip
+    return replace(source, path=path, format_name="matroska,webm", video=replace(source.video, index=0), audio=())
+
+
+# --------------------------------------------------------------------------------------------------
+# The trial process
+# --------------------------------------------------------------------------------------------------
+
+
+def _trial_name(c: Candidate, crf: int) -> str:
+    return f"trial_{c.width}x{c.height}_crf{crf}.mp4"
+
+
+def _reference_name(divisor: int) -> str:
+    return f"reference_fps{divisor}.y4m"
+
+
+def trial_rung(c: Candidate, crf: int, plan: LadderPlan, cap: tuple[int, int]) -> PlannedRung:
+    """The planned rung of one trial: the candidate's settings, CRF instead of a target bitrate."""
+    assert plan.base_fps is not None
+    maxrate, bufsize = cap
+    return PlannedRung(
+        id=f"trial-{c.width}x{c.height}-crf{crf}",
+        codec=c.spec.codec,
+        width=c.width,
+        height=c.height,
+        fps=plan.base_fps / c.fps_divisor,
+        fps_divisor=c.fps_divisor,
+        bitrate_kbps=maxrate,
+        maxrate_kbps=maxrate,
+        bufsize_kbps=bufsize,
+        crf=crf,
+        codec_profile=c.spec.codec_profile,
+        level=c.spec.level,
+        gop_frames=plan.gop_frames // c.fps_divisor,
+        rate_control="crf",
+    )
+
+
+def build_trial_command(
+    source: SourceMedia,
+    plan: LadderPlan,
+    cands: Sequence[Candidate],
+    crfs: Sequence[int],
+    window: Window,
+    measure_size: tuple[int, int],
+    cap: tuple[int, int],
+) -> tuple[list[str], dict[tuple[tuple[int, int], int], str], dict[int, str]]:
+    """One ffmpeg command: decode ``window`` once, encode every (candidate x CRF) trial and write the
+    reference(s). Returns (argv, trial file per (resolution, crf), reference file per fps divisor);
+    the files are relative to the directory the command runs in."""
+    assert source.video is not None and plan.base_fps is not None
+    opts: dict[str, str] = {"protocol_whitelist": SAFE_PROTOCOLS}
+    if window.start_s > 0:
+        # Input seek: demuxer seek plus decode-and-drop to the exact time (accurate seek).
+        opts["ss"] = f"{window.start_s:.6f}"
+    if window.duration_s is not None:
+        opts["t"] = f"{window.duration_s:.6f}"  # read only the window
+    inp = ffmpeg.input(source.ffmpeg_url, **opts)
+    v = inp[str(source.video.index)]
+    # The same steps, in the same order, as the real encode (encode._video_graph).
+    if plan.deinterlace:
+        v = v.filter("bwdif", mode="send_field", deint="all")
+    if plan.tonemap:
+        v = encode._tonemap(v)
+    v = v.filter("fps", fps=str(plan.base_fps))
+    v = v.filter("format", "yuv420p")
+    divisors = sorted({c.fps_divisor for c in cands})
+    split = v.filter_multi_output("split", len(cands) + len(divisors))
+    outputs = []
+    trials: dict[tuple[tuple[int, int], int], str] = {}
+    refs: dict[int, str] = {}
+    for i, c in enumerate(cands):
+        branch = split.stream(i)
+        if c.fps_divisor > 1:
+            branch = branch.filter("fps", fps=str(plan.base_fps / c.fps_divisor))
+        branch = branch.filter("scale", c.width, c.height, flags="bicubic").filter("setsar", "1")
+        per_crf = [branch] if len(crfs) == 1 else [
+            branch.filter_multi_output("split", len(crfs)).stream(j) for j in range(len(crfs))
+        ]  # fmt: skip
+        for crf, stream in zip(crfs, per_crf, strict=True):
+            # Exactly the options the real encode gives this rung (plug-in options + the profile's own).
+            enc_opts = encode._video_options(trial_rung(c, crf, plan, cap), plan, None)
+            name = _trial_name(c, crf)
+            trials[(c.resolution, crf)] = name
+            outputs.append(ffmpeg.output(stream, name, format="mp4", movflags=_TRIAL_MOVFLAGS, **enc_opts))
+    for k, divisor in enumerate(divisors):
+        branch = split.stream(len(cands) + k)
+        if divisor > 1:
+            branch = branch.filter("fps", fps=str(plan.base_fps / divisor))
+        branch = branch.filter("scale", measure_size[0], measure_size[1], flags="bicubic").filter("setsar", "1")
+        refs[divisor] = _reference_name(divisor)
+        # Uncompressed reference: no generation loss and nothing to decode when scoring.
+        outputs.append(ffmpeg.output(branch, refs[divisor], format="yuv4mpegpipe"))
+    argv = ffmpeg.merge_outputs(*outputs).global_args(*encode.GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
+    return argv, trials, refs
+
+
+# --------------------------------------------------------------------------------------------------
+# The analysis
+# --------------------------------------------------------------------------------------------------
+
+
+def metric_engine(metric: str | None) -> metrics.MetricEngine:
+    try:
+        return metrics.find_metric_engine(metric)
+    except metrics.MetricEngineError as exc:
+        raise DependencyError(
+            f"no quality metric available: {exc}",
+            hint="pip install 'abrpipe[vmaf]' for VMAF, or choose --metric psnr (any ffmpeg has it)",
+        ) from None
+
+
+def analyse(
+    source: SourceMedia,
+    profile: Profile,
+    options: AnalysisOptions | None = None,
+    *,
+    work_dir: str | None = None,
+    on_event: EventCallback | None = None,
+) -> Analysis:
+    """Trial-encode sampled windows of ``source`` with ``profile``'s encoder and build its per-title ladder.
+
+    ``profile`` is the fixed ladder as the user would run it (with any preset override applied): its
+    codec, preset, GOP and rung settings are used for the trials, its rungs planned for this source
+    bound the per-title ladder (lowest/highest bitrate, rung count). ``work_dir`` keeps the trial files
+    (default: a temporary directory, removed afterwards).
+    """
+    options = options or AnalysisOptions()
+    emit = on_event or (lambda message: None)
+    wall0, cpu0 = time.monotonic(), children_cpu_s()
+    if source.video is None:
+        raise InputError(f"{source.path}: has no video stream; per-title ladders are for video")
+    codec = single_codec(profile)
+    codecs.require_available({codec})
+    plan = plan_ladder(source, replace(profile, audio=()))
+    cands = candidates(source, profile, plan)
+    measure_size = cands[0].resolution
+    engine = metric_engine(options.metric)
+    crfs = tuple(options.crfs or crf_grid(codec))
+    windows = sample_windows(source.duration_s, options)
+    # CRF trials are capped only loosely (the encoder plug-ins always set a VBV): a cap near the ladder's
+    # own maxrate makes low-CRF trials hit the VBV, which distorts them (more bits, *less* quality than
+    # a higher CRF), while no cap at all makes CRF 18 on noisy content cost tens of Mbps for a point far
+    # above any rung.
+    top_maxrate = max(r.maxrate_kbps for r in plan.video)
+    cap = (TRIAL_CAP_FACTOR * top_maxrate, 2 * TRIAL_CAP_FACTOR * top_maxrate)
+    notes: list[str] = []
+
+    encode_cpu = metric_cpu = 0.0
+    empty_windows: set[int] = set()
+    bytes_: dict[tuple[tuple[int, int], int], int] = {}
+    seconds: dict[tuple[tuple[int, int], int], float] = {}
+    scores: dict[tuple[tuple[int, int], int], list[metrics.QualityScore]] = {}
+    label = METRIC_LABELS.get(engine.metric, engine.metric)
+    tmp = tempfile.mkdtemp(prefix="abrpipe-pertitle-", dir=work_dir) if work_dir else tempfile.mkdtemp(prefix="abrpipe-pertitle-")
+    try:
+        trial_source = source
+        if needs_index(source, windows):
+            emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
+            trial_source = indexed_copy(source, tmp)
+        for n, window in enumerate(windows, 1):
+            wdir = os.path.join(tmp, f"window{n:02d}")
+            os.makedirs(wdir, exist_ok=True)
+            argv, trials, refs = build_trial_command(trial_source, plan, cands, crfs, window, measure_size, cap)
+            emit(f"window {n}/{len(windows)} at {window.start_s:.1f} s: {len(trials)} trial encodes ({len(cands)} sizes x {len(crfs)} CRFs)")
+            c0 = children_cpu_s()
+            try:
+                runner.run(argv, duration_s=window.duration_s or source.duration_s, cwd=wdir)
+            except EncodeError as exc:
+                raise EncodeError(
+                    f"{source.path}: per-title trial encodes failed ({exc.message})",
+                    argv=exc.argv, returncode=exc.returncode, stderr_tail=exc.stderr_tail,
+                ) from None  # fmt: skip
+            c1 = children_cpu_s()
+            encode_cpu += c1 - c0
+            emit(f"window {n}/{len(windows)}: scoring {len(trials)} trials with {label} at {measure_size[0]}x{measure_size[1]}")
+            for (res, crf), name in trials.items():
+                path = os.path.join(wdir, name)
+                try:
+                    size, dur = trial_bytes_and_duration(path)
+                except (OSError, mp4.Mp4Error):
+                    # No frame in this window (it lies past the end the container declared): skip it.
+                    empty_windows.add(n)
+                    continue
+                divisor = next(c.fps_divisor for c in cands if c.resolution == res)
+                try:
+                    score = metrics.measure(
+                        engine, os.path.join(wdir, refs[divisor]), path,
+                        width=measure_size[0], height=measure_size[1], every_nth=options.every_nth,
+                    )  # fmt: skip
+                except metrics.MetricError as exc:
+                    raise EncodeError(f"{source.path}: scoring trial {name} failed: {exc}") from None
+                bytes_[(res, crf)] = bytes_.get((res, crf), 0) + size
+                seconds[(res, crf)] = seconds.get((res, crf), 0.0) + dur
+                scores.setdefault((res, crf), []).append(score)
+            metric_cpu += children_cpu_s() - c1
+            if not work_dir:
+                shutil.rmtree(wdir, ignore_errors=True)
+            else:
+                for ref in refs.values():  # the references are large; the trials are kept
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(wdir, ref))
+    finally:
+        if not work_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    for n in sorted(empty_windows):
+        notes.append(f"window {n} at {windows[n - 1].start_s:g} s gave no frames (past the end of the decodable video); skipped")
+    trials_out = []
+    for key, parts in scores.items():
+        (w, h), crf = key
+        pooled = metrics.combine_scores(parts)
+        kbps = bytes_[key] * 8 / seconds[key] / 1000 if seconds[key] > 0 else 0.0
+        if kbps <= 0 or not math.isfinite(pooled.mean):
+            continue
+        trials_out.append(Trial(w, h, crf, kbps, pooled.mean, pooled.frames, seconds[key]))
+    trials_out.sort(key=lambda t: (-(t.width * t.height), t.crf))
+    points = [t.point() for t in trials_out]
+    try:
+        env = hull.envelope(points)
+    except ValueError as exc:
+        raise EncodeError(f"{source.path}: the trial encodes give no usable rate/quality curve ({exc})") from None
+
+    saturation = options.saturation if options.saturation is not None else saturation_for(engine.metric)
+    min_kbps = min(r.bitrate_kbps for r in plan.video)
+    max_kbps = max(r.bitrate_kbps for r in plan.video)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", hull.LadderSpacingWarning)
+        chosen = hull.choose_rungs(
+            env, min_kbps=min_kbps, max_kbps=max_kbps, rung_count=len(plan.video),
+            saturation_quality=saturation, max_ratio=options.max_ratio,
+        )  # fmt: skip
+    if len(chosen) < 2 <= len(plan.video):
+        # Quality saturates at or below the lowest rung: keep a two-rung ladder (the floor and one step
+        # above it) rather than a single rendition, so players still have a lower rung to fall back to.
+        chosen = hull.choose_rungs(
+            env, min_kbps=min_kbps, max_kbps=min(max_kbps, min_kbps * options.max_ratio), rung_count=2,
+            saturation_quality=math.inf, max_ratio=options.max_ratio,
+        )  # fmt: skip
+        notes.append(f"quality saturates at or below the lowest rung ({min_kbps} kbps): two rungs kept")
+    notes.extend(str(w.message) for w in caught if issubclass(w.category, hull.LadderSpacingWarning))
+    rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
+    sat_kbps = env.kbps_for_quality(saturation)
+    if sat_kbps is None:
+        notes.append(f"quality never reaches {label} {saturation:g} in the trials: the top rung is the profile's highest bitrate")
+    elif sat_kbps < max_kbps:
+        notes.append(f"{label} {saturation:g} is reached at {sat_kbps:.0f} kbps: the top rung stops there, below the profile's {max_kbps} kbps")
+    if any(r.extrapolated for r in rungs):
+        notes.append("the lowest rung lies below every trial's bitrate: its quality is extrapolated")
+    if any(r.rate_control == "crf" for r in profile.rungs):
+        notes.append("the profile's rungs use rate_control = crf; the per-title ladder targets bitrates (vbr)")
+    by_res = {c.resolution: c for c in cands}
+    per_title = ladder.per_title_profile(
+        profile, rungs, {res: c.spec for res, c in by_res.items()},
+        description=f"per-title ladder for {os.path.basename(source.path)} from profile {profile.name} "
+        f"({label} hull of {len(trials_out)} trials)",
+    )  # fmt: skip
+    fixed = tuple(_predict_fixed(env, r) for r in plan.video)
+    predicted = _predicted_bd(fixed, rungs)
+    cost = Cost(
+        cpu_s=children_cpu_s() - cpu0, encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu, wall_s=time.monotonic() - wall0
+    )
+    return Analysis(
+        input=source.path,
+        source_size=(source.video.display_width, source.video.display_height),
+        base_profile=profile.name,
+        codec=codec,
+        preset=profile.preset,
+        metric=engine.metric,
+        metric_ffmpeg=engine.ffmpeg_path,
+        measure_size=measure_size,
+        every_nth=options.every_nth,
+        windows=windows,
+        crfs=crfs,
+        candidates=cands,
+        trials=tuple(trials_out),
+        crossovers=tuple(env.crossovers()),
+        hull_points=tuple(hull.upper_convex_hull(points)),
+        saturation=saturation,
+        min_kbps=min_kbps,
+        max_kbps=max_kbps,
+        rung_count=len(plan.video),
+        rungs=tuple(rungs),
+        fixed=fixed,
+        profile=per_title,
+        predicted_bd=predicted,
+        cost=cost,
+        notes=tuple(notes),
+    )
+
+
+def _predict_fixed(env: hull.Envelope, r: PlannedRung) -> FixedRung:
+    try:
+        curve = env.curve((r.width, r.height))
+    except KeyError:  # a size no trial measured (cannot happen with candidates from the same plan)
+        _, q, extrapolated = env.best_at(r.bitrate_kbps, max_resolution=(r.width, r.height))
+        return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, extrapolated)
+    q = curve.quality_at(r.bitrate_kbps)
+    if q is None:
+        return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, curve.extrapolate_below(r.bitrate_kbps), True)
+    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, False)
+
+
+def monotone(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Split (kbps, quality) points into a strictly rising curve and the points it had to drop
+    (a rung that costs more bits than another but scores no better)."""
+    kept: list[tuple[float, float]] = []
+    dropped: list[tuple[float, float]] = []
+    for k, q in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not kept or (q > kept[-1][1] and k > kept[-1][0]):
+            kept.append((k, q))
+        else:
+            dropped.append((k, q))
+    return kept, dropped
+
+
+def _predicted_bd(fixed: Sequence[FixedRung], rungs: Sequence[hull.ChosenRung]) -> dict[str, Any] | None:
+    """BD-rate of the per-title ladder vs the fixed one, both as predicted by the trial curves."""
+    from abrpipe.pertitle import bdrate
+
+    a, _ = monotone([(f.kbps, f.predicted_quality) for f in fixed])
+    t, _ = monotone([(r.kbps, r.predicted_quality) for r in rungs])
+    if len(a) < 2 or len(t) < 2:
+        return None
+    try:
+        res = bdrate.bd_rate([k for k, _ in a], [q for _, q in a], [k for k, _ in t], [q for _, q in t], strict=False)
+    except (bdrate.BdRateError, bdrate.BdRateUnavailableError):
+        return None
+    return bd_dict(res)
+
+
+def bd_dict(res: Any) -> dict[str, Any]:
+    return {
+        "percent": None if math.isnan(res.percent) else round(res.percent, 2),
+        "overlap": round(res.overlap, 3),
+        "method": res.method,
+        "valid": res.valid,
+    }

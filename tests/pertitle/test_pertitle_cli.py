@@ -1,0 +1,180 @@
+"""Per-title end to end on tiny generated clips: `ladder --per-title`, `compare`, `encode --per-title`.
+
+PSNR-Y keeps these fast (the system ffmpeg has it); the VMAF run is small and needs imageio-ffmpeg.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from media import TINY_PROFILE, ffprobe_json, joined_rendition, make_clip, requires_ffmpeg
+
+from abrpipe import registry
+from abrpipe.cli import cli
+from abrpipe.errors import ExitCode, ProfileError
+from abrpipe.plan import plan_ladder
+from abrpipe.probe import probe
+
+pytestmark = requires_ffmpeg
+pytest.importorskip("scipy")
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "abrpipe", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def check_ladder(rungs: list[dict], source_wh: tuple[int, int], lo_kbps: int, hi_kbps: int, max_rungs: int) -> None:
+    """Never above the source, never larger going down, bitrates within the profile's limits."""
+    assert 1 <= len(rungs) <= max_rungs
+    for r in rungs:
+        assert r["width"] <= source_wh[0] and r["height"] <= source_wh[1]
+        assert lo_kbps <= r["bitrate_kbps"] <= hi_kbps
+        assert r["maxrate_kbps"] >= r["bitrate_kbps"]
+    for upper, lower in zip(rungs, rungs[1:], strict=False):
+        assert lower["width"] * lower["height"] <= upper["width"] * upper["height"]
+        assert lower["bitrate_kbps"] < upper["bitrate_kbps"]
+
+
+@pytest.fixture(scope="module")
+def ladder_run(clip_360p, tmp_path_factory):
+    d = tmp_path_factory.mktemp("pertitle_ladder")
+    res = run_cli("ladder", str(clip_360p), "--per-title", "--metric", "psnr", "-p", TINY_PROFILE, "--json",
+                  "--save-profile", str(d / "title.toml"), "--plot", str(d / "hull.png"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout), d
+
+
+def test_ladder_per_title_json(ladder_run, clip_360p):
+    data, _ = ladder_run
+    assert data["metric"] == "psnr" and data["codec"] == "h264" and data["preset"] == "ultrafast"
+    assert data["resolutions"] == ["640x360", "480x270", "320x180"]
+    assert len(data["trials"]) == 15 and all(t["kbps"] > 0 and 15 < t["quality"] <= 100 for t in data["trials"])
+    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {6 * 15 // 5}  # the 15-fps rung
+    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {6 * 30 // 5}  # every 5th of 6 s
+    check_ladder(data["ladder"], (640, 360), 150, 600, 3)
+    # 6 s: analysed whole, in two pieces (each decoded once, its reference kept small)
+    assert data["windows"] == [{"start_s": 0.0, "duration_s": 3.0}, {"start_s": 3.0, "duration_s": None}]
+    assert data["cost"]["cpu_s"] > 0
+
+
+def test_saved_profile_round_trips(ladder_run, clip_360p):
+    data, d = ladder_run
+    assert data["saved_profile"] == str(d / "title.toml")
+    loaded = registry.load(str(d / "title.toml"))
+    assert [(r.width, r.height, r.bitrate_kbps, r.maxrate_kbps) for r in loaded.rungs] == [
+        (r["width"], r["height"], r["bitrate_kbps"], r["maxrate_kbps"]) for r in data["ladder"]
+    ]
+    plan = plan_ladder(probe(str(clip_360p)), loaded)  # encodes at exactly the sizes the hull picked
+    assert [(r.width, r.height, r.bitrate_kbps) for r in plan.video] == [
+        (r["width"], r["height"], r["bitrate_kbps"]) for r in data["ladder"]
+    ]
+    assert loaded.preset == "ultrafast" and [a.bitrate_kbps for a in loaded.audio] == [64]
+    assert (d / "hull.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["plot"] == str(d / "hull.png")
+
+
+def test_usage_errors(clip_360p, tmp_path):
+    def invoke(*args):
+        return CliRunner().invoke(cli, list(args))
+
+    res = invoke("ladder", "--per-title")
+    assert res.exit_code == ExitCode.USAGE and "needs INPUT" in res.output
+    res = invoke("ladder", str(clip_360p), "--plot", str(tmp_path / "x.png"))
+    assert res.exit_code == ExitCode.USAGE and "--per-title" in res.output
+    res = invoke("encode", str(clip_360p), "--per-title", "--dry-run")
+    assert res.exit_code == ExitCode.USAGE and "--save-profile" in res.output
+    res = invoke("encode", str(clip_360p), "--report")
+    assert res.exit_code == ExitCode.USAGE
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text('schema = 1\ncodec = "h264"\n[[rungs]]\nsize = "640x360"\nbitrate = "600k"\n'
+                     '[[rungs]]\nsize = "640x360"\nbitrate = "500k"\ncodec = "hevc"\n')  # fmt: skip
+    res = invoke("ladder", str(clip_360p), "--per-title", "-p", str(mixed))
+    assert isinstance(res.exception, ProfileError) and res.exception.exit_code == ExitCode.PROFILE
+    assert "single-codec profile, this one has h264, hevc" in res.exception.message
+
+
+@pytest.mark.slow
+def test_compare_json(clip_360p, tmp_path):
+    work = tmp_path / "work"
+    res = run_cli("compare", str(clip_360p), "-p", TINY_PROFILE, "--per-title", "--metric", "psnr", "--json",
+                  "--work", str(work), "--plot", str(tmp_path / "cmp.svg"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    bd = data["bd_rate"]
+    assert bd["method"] == "pchip" and 0 < bd["overlap"] <= 1 and math.isfinite(bd["percent"])
+    assert data["per_title_wins"] == (bd["percent"] < 0) and data["metric"] == "psnr"
+    assert ("saves" if bd["percent"] < 0 else "LOSES") in data["verdict"] and data["verdict"] in res.stderr
+    assert [r["id"] for r in data["fixed"]] == ["360p-600k", "270p-350k", "180p-150k"]
+    assert len(data["per_title"]) == len(data["analysis"]["ladder"])
+    for r in data["fixed"] + data["per_title"]:
+        assert r["kbps"] > 0 and 15 < r["quality"] <= 100 and r["frames_scored"] > 0
+    # the encoded ladders are kept under --work and are what was measured
+    for name, rungs in (("fixed", data["fixed"]), ("per-title", data["per_title"])):
+        out = work / name
+        assert (out / "master.m3u8").exists() and (out / "manifest.mpd").exists()
+        record = json.loads((out / "abrpipe.json").read_text())
+        avg = {r["id"]: r["average_bps"] / 1000 for r in record["renditions"]}
+        assert {r["id"]: pytest.approx(r["kbps"], abs=0.1) for r in rungs} == avg  # video only
+    assert data["cpu_s"]["analysis"] > 0 and data["cpu_s"]["fixed_encode"] > 0
+    assert data["analysis_cpu_vs_fixed_encode"] == pytest.approx(data["cpu_s"]["analysis"] / data["cpu_s"]["fixed_encode"], rel=0.01)
+    assert "<svg" in (tmp_path / "cmp.svg").read_text()
+
+
+@pytest.mark.slow
+def test_encode_per_title_with_report(clip_360p, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("encode", str(clip_360p), "--per-title", "--report", "--metric", "psnr", "-p", TINY_PROFILE,
+                  "-o", str(out), "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    ladder = data["per_title"]["ladder"]
+    check_ladder(ladder, (640, 360), 150, 600, 3)
+    # the published renditions are the per-title ladder (re-probed), with the audio of the profile
+    videos = [r for r in data["renditions"] if r["kind"] == "video"]
+    assert [(r["width"], r["height"]) for r in videos] == [(r["width"], r["height"]) for r in ladder]
+    for r, rung in zip(videos, ladder, strict=True):
+        stream = ffprobe_json("-show_streams", str(joined_rendition(out / r["id"], tmp_path)))["streams"][0]
+        assert (stream["width"], stream["height"]) == (rung["width"], rung["height"])
+    assert any(r["kind"] == "audio" for r in data["renditions"])
+    assert json.loads((out / "pertitle.json").read_text())["ladder"] == ladder
+    assert registry.load(str(out / "pertitle-profile.toml")).rungs
+    report = json.loads((out / "pertitle-report.json").read_text())
+    assert report["bd_rate"]["overlap"] > 0 and [r["id"] for r in report["per_title"]] == [r["id"] for r in videos]
+    assert (out / "pertitle-report.png").exists() and report == data["per_title_report"]
+
+
+@pytest.mark.slow
+def test_windows_on_mpeg_ts_source(tmp_path):
+    """Sampled windows cut with -ss on a container without an index: trial and reference still pair up."""
+    from abrpipe.pertitle.analysis import AnalysisOptions, analyse
+
+    clip = make_clip(tmp_path / "clip.ts", seconds=6, audio=None, extra=("-f", "mpegts"))
+    opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40))
+    a = analyse(probe(str(clip)), registry.load(TINY_PROFILE), opts)
+    assert [w.start_s for w in a.windows] == [1.0, 4.0] and len(a.trials) == 6
+    for t in a.trials:
+        assert t.frames == (2 * 30 // 5 if t.height != 180 else 2 * 15 // 5)
+        assert t.quality > (30 if t.crf == 20 else 20)  # a misaligned pair of frames scores far lower
+    good = {t.height: t.quality for t in a.trials if t.crf == 20}
+    assert good[360] > good[270] > good[180]
+
+
+@pytest.mark.slow
+def test_vmaf_when_available(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    try:
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        pytest.skip("imageio-ffmpeg has no binary for this platform")
+    clip = make_clip(tmp_path / "small.mp4", size="480x270", seconds=3, audio=None)
+    res = run_cli("ladder", str(clip), "--per-title", "-p", TINY_PROFILE, "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["metric"] == "vmaf" and data["saturation"] == 95.0
+    assert data["resolutions"] == ["480x270", "320x180"]
+    assert all(0 <= t["quality"] <= 100 for t in data["trials"])
+    check_ladder(data["ladder"], (480, 270), 150, 350, 2)
