@@ -44,15 +44,7 @@ def _video_graph(source: SourceMedia, plan: LadderPlan):
     assert source.video is not None and plan.base_fps is not None
     device_options = {k: v for r in plan.video for k, v in _video_encoder(r).input_options().items()}
     inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS, **device_options)
-    v = inp[str(source.video.index)]
-    if plan.deinterlace:
-        # One output frame per field (30i -> 60p), motion-adaptive.
-        v = v.filter("bwdif", mode="send_field", deint="all")
-    if plan.tonemap:
-        v = _tonemap(v)
-    # A constant frame grid: VFR sources become CFR, and frame numbers map to exact timestamps.
-    v = v.filter("fps", fps=str(plan.base_fps))
-    v = v.filter("format", "yuv420p")  # 8-bit 4:2:0, converted once for all rungs
+    v = apply_filters(inp[str(source.video.index)], source_filters(plan))
     branches = [v] if len(plan.video) == 1 else [v.filter_multi_output("split", len(plan.video)).stream(i) for i in range(len(plan.video))]
     streams = []
     for rung, branch in zip(plan.video, branches, strict=True):
@@ -66,14 +58,47 @@ def _video_graph(source: SourceMedia, plan: LadderPlan):
     return inp, streams
 
 
-def _tonemap(v):
+Filter = tuple[str, dict[str, str]]  # (ffmpeg filter name, its options)
+
+
+def source_filters(plan: LadderPlan) -> list[Filter]:
+    """What happens to the decoded source once, before it is split between the rungs."""
+    steps: list[Filter] = []
+    if plan.deinterlace:
+        # One output frame per field (30i -> 60p), motion-adaptive.
+        steps.append(("bwdif", {"mode": "send_field", "deint": "all"}))
+    if plan.tonemap:
+        steps += tonemap_filters()
+    # A constant frame grid: VFR sources become CFR, and frame numbers map to exact timestamps.
+    steps.append(("fps", {"fps": str(plan.base_fps)}))
+    steps.append(("format", {"pix_fmts": "yuv420p"}))  # 8-bit 4:2:0, converted once for all rungs
+    return steps
+
+
+def tonemap_filters() -> list[Filter]:
     if "zscale" in tools.ffmpeg_filters() and "tonemap" in tools.ffmpeg_filters():
         # PQ/HLG -> linear light -> Hable tone curve -> BT.709 SDR.
-        v = v.filter("zscale", t="linear", npl=100).filter("format", "gbrpf32le").filter("zscale", p="bt709")
-        v = v.filter("tonemap", tonemap="hable", desat=0)
-        return v.filter("zscale", t="bt709", m="bt709", r="tv")
-    # Without zimg, at least tag the output as BT.709 after conversion.
-    return v.filter("colorspace", all="bt709", iall="bt2020", fast=1)
+        return [
+            ("zscale", {"t": "linear", "npl": "100"}),
+            ("format", {"pix_fmts": "gbrpf32le"}),
+            ("zscale", {"p": "bt709"}),
+            ("tonemap", {"tonemap": "hable", "desat": "0"}),
+            ("zscale", {"t": "bt709", "m": "bt709", "r": "tv"}),
+        ]
+    # Without zimg, at least convert the primaries and transfer to BT.709.
+    return [("colorspace", {"all": "bt709", "iall": "bt2020", "fast": "1"})]
+
+
+def apply_filters(stream, steps: list[Filter]):
+    for name, args in steps:
+        stream = stream.filter(name, **args)
+    return stream
+
+
+def filter_string(step: Filter) -> str:
+    """('scale', {'w': '640'}) -> 'scale=w=640', for filtergraphs written as text."""
+    name, args = step
+    return name + ("=" + ":".join(f"{k}={v}" for k, v in args.items()) if args else "")
 
 
 def segmenter_options(plan: LadderPlan) -> dict[str, str]:
@@ -117,7 +142,7 @@ def _video_encoder(rung: PlannedRung) -> codecs.VideoEncoder:
     return encoder
 
 
-def _video_options(rung: PlannedRung, plan: LadderPlan, pass_no: int | None) -> dict[str, str]:
+def video_options(rung: PlannedRung, plan: LadderPlan, pass_no: int | None) -> dict[str, str]:
     encoder = _video_encoder(rung)
     opts = encoder.output_options(rung, plan)
     opts.update(plan.options_for(rung.codec))
@@ -166,7 +191,7 @@ def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list
         inp, video_streams = _video_graph(source, plan)
         for n, (rung, stream) in enumerate(zip(plan.video, video_streams, strict=True)):
             streams.append(stream)
-            options.update(_per_stream(_video_options(rung, plan, 2 if two_pass else None), "v", n))
+            options.update(_per_stream(video_options(rung, plan, 2 if two_pass else None), "v", n))
     for n, (audio, stream) in enumerate(zip(plan.audio, _audio_streams(inp, plan), strict=True)):
         streams.append(stream)
         options.update(_per_stream(_audio_options(audio, plan), "a", n))
@@ -180,7 +205,7 @@ def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list
         first_options: dict[str, str] = {"format": "null"}
         for n, rung in enumerate(plan.video):
             skip = {"c:v": "wrapped_avframe"}  # hands frames to the null muxer without encoding
-            first_options.update(_per_stream(_video_options(rung, plan, 1) if rung.rate_control == "2pass" else skip, "v", n))
+            first_options.update(_per_stream(video_options(rung, plan, 1) if rung.rate_control == "2pass" else skip, "v", n))
         first = ffmpeg.output(*first_streams, os.devnull, **first_options)
         argv = first.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
         commands.append(EncodeCommand(argv, "analysis pass", 0.4, work_dir))

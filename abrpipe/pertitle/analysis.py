@@ -393,14 +393,8 @@ def build_trial_command(
     if window.duration_s is not None:
         opts["t"] = f"{window.duration_s:.6f}"  # read only the window
     inp = ffmpeg.input(source.ffmpeg_url, **opts)
-    v = inp[str(source.video.index)]
-    # The same steps, in the same order, as the real encode (encode._video_graph).
-    if plan.deinterlace:
-        v = v.filter("bwdif", mode="send_field", deint="all")
-    if plan.tonemap:
-        v = encode._tonemap(v)
-    v = v.filter("fps", fps=str(plan.base_fps))
-    v = v.filter("format", "yuv420p")
+    # The same steps, in the same order, as the real encode.
+    v = encode.apply_filters(inp[str(source.video.index)], encode.source_filters(plan))
     divisors = sorted({c.fps_divisor for c in cands})
     split = v.filter_multi_output("split", len(cands) + len(divisors))
     outputs = []
@@ -416,7 +410,7 @@ def build_trial_command(
         ]  # fmt: skip
         for crf, stream in zip(crfs, per_crf, strict=True):
             # Exactly the options the real encode gives this rung (plug-in options + the profile's own).
-            enc_opts = encode._video_options(trial_rung(c, crf, plan, cap), plan, None)
+            enc_opts = encode.video_options(trial_rung(c, crf, plan, cap), plan, None)
             name = _trial_name(c, crf)
             trials[(c.resolution, crf)] = name
             outputs.append(ffmpeg.output(stream, name, format="mp4", movflags=_TRIAL_MOVFLAGS, **enc_opts))

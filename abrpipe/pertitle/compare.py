@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from abrpipe import encode, tools
+from abrpipe import encode
 from abrpipe.errors import EncodeError
 from abrpipe.pertitle import bdrate, metrics
 from abrpipe.pertitle.analysis import (
@@ -147,19 +147,6 @@ class Report:
 # --------------------------------------------------------------------------------------------------
 
 
-def _tonemap_filters() -> list[str]:
-    """The tone-mapping steps of encode._tonemap, as filter strings."""
-    if "zscale" in tools.ffmpeg_filters() and "tonemap" in tools.ffmpeg_filters():
-        return [
-            "zscale=t=linear:npl=100",
-            "format=gbrpf32le",
-            "zscale=p=bt709",
-            "tonemap=tonemap=hable:desat=0",
-            "zscale=t=bt709:m=bt709:r=tv",
-        ]
-    return ["colorspace=all=bt709:iall=bt2020:fast=1"]
-
-
 def reference_filters(source: SourceMedia, plan: LadderPlan, rung: PlannedRung) -> list[str]:
     """Filters that turn the source into the frames the encoder saw for ``rung`` (before scaling).
 
@@ -167,16 +154,14 @@ def reference_filters(source: SourceMedia, plan: LadderPlan, rung: PlannedRung) 
     metric then pairs the source's frames one to one with the rendition's.
     """
     assert source.video is not None
-    steps: list[str] = []
-    if plan.deinterlace:
-        steps.append("bwdif=mode=send_field:deint=all")
-    if plan.tonemap:
-        steps += _tonemap_filters()
-    if plan.deinterlace or source.video.variable_frame_rate or plan.base_fps != source.video.frame_rate:
-        steps.append(f"fps={plan.base_fps}")
+    regrid = plan.deinterlace or source.video.variable_frame_rate or plan.base_fps != source.video.frame_rate
+    steps = [
+        step for step in encode.source_filters(plan)
+        if step[0] not in ("fps", "format") or (step[0] == "fps" and regrid)
+    ]  # fmt: skip
     if rung.fps_divisor > 1:
-        steps.append(f"fps={rung.fps}")
-    return steps
+        steps.append(("fps", {"fps": str(rung.fps)}))
+    return [encode.filter_string(step) for step in steps]
 
 
 def join_rendition(rendition_dir: str, dest: str) -> str:

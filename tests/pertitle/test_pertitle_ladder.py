@@ -149,10 +149,10 @@ def test_reference_filters_follow_the_encoders_frame_grid():
     fast = source(fps=Fraction(60))
     plan = plan_ladder(fast, prof)
     assert reference_filters(fast, plan, plan.video[0]) == []
-    assert reference_filters(fast, plan, plan.video[-1]) == ["fps=30"]
+    assert reference_filters(fast, plan, plan.video[-1]) == ["fps=fps=30"]
     vfr = source(vfr=True)
     plan = plan_ladder(vfr, prof)
-    assert reference_filters(vfr, plan, plan.video[0]) == ["fps=30"]
+    assert reference_filters(vfr, plan, plan.video[0]) == ["fps=fps=30"]
     interlaced = source(fps=Fraction(25), interlaced=True)
     plan = plan_ladder(interlaced, prof)
     assert reference_filters(interlaced, plan, plan.video[0])[0].startswith("bwdif=")
