@@ -71,6 +71,10 @@ def _audio_groups(title: Title) -> dict[str, list[Rendition]]:
     return groups
 
 
+def _group_main(renditions: list[Rendition]) -> Rendition:
+    return next((a for a in renditions if a.default), renditions[0])
+
+
 def write_hls(out_dir: str, title: Title) -> list[str]:
     target = target_duration(title.renditions)
     written = []
@@ -83,11 +87,14 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
     master.version = HLS_VERSION
     master.is_independent_segments = True
     groups = _audio_groups(title)
+    in_variant = {_group_main(r).id for r in groups.values()} if not title.video else set()
     for group_id, renditions in groups.items():
         for a in renditions:
             master.add_media(
                 m3u8.Media(
-                    uri=f"{a.id}/{MEDIA_PLAYLIST}",
+                    # Audio-only ladders: the variant itself plays the group's main rendition, which
+                    # is then declared without a URI (RFC 8216 4.3.4.1), so it is not counted twice.
+                    uri=None if a.id in in_variant else f"{a.id}/{MEDIA_PLAYLIST}",
                     type="AUDIO",
                     group_id=group_id,
                     language=a.language or "und",
@@ -120,7 +127,7 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
         # Audio-only: one variant per audio rung, playing its default language and naming its group,
         # so the other languages stay selectable.
         for group_id, renditions in audio_choices:
-            main = next((a for a in renditions if a.default), renditions[0])
+            main = _group_main(renditions)
             info = {
                 "bandwidth": max(a.peak_bps for a in renditions),
                 "average_bandwidth": max(a.average_bps for a in renditions),

@@ -224,7 +224,10 @@ channels = 6
         "audio-aac-320k-5.1": ("mp4a.40.2", "aac", 6),
     }
     mpd = {rep.get("id"): rep for s in mpd_sets(out) for rep in s.findall("d:Representation", MPD_NS)}
-    hls = {m.uri.split("/")[0]: m for m in m3u8.load(str(out / "master.m3u8")).media}
+    master = m3u8.load(str(out / "master.m3u8"))
+    # In an audio-only ladder each variant plays its group's main rendition, declared without a URI.
+    variant_of_group = {p.stream_info.audio: p.uri for p in master.playlists}
+    hls = {(m.uri or variant_of_group[m.group_id]).split("/")[0]: m for m in master.media}
     for rid, (codec, codec_name, channels) in expected.items():
         track = mp4.read_init(out / rid / "init.mp4")
         assert (track.codec, track.channels, track.sample_rate) == (codec, channels, 48000), rid

@@ -422,11 +422,9 @@ class HlsChecker:
             return
         audio_rates = [b for a in audio if a.key != r.key and (b := a.bitrates()) is not None]
         if audio_rates:
-            measured = measured + Bitrates(
-                max(b.peak_bps for b in audio_rates),
-                max(b.full_peak_bps for b in audio_rates),
-                max(b.average_bps for b in audio_rates),
-            )
+            # An audio-only variant plays its own audio or another rendition of its group, not both;
+            # a video variant plays its video with the most demanding rendition of its group.
+            measured = _largest([measured, *audio_rates]) if r.kind == "audio" else measured + _largest(audio_rates)
         self.check_bandwidth(
             measured, si.bandwidth, si.average_bandwidth, f"EXT-X-STREAM-INF for {v.uri}", rel, label
         )
@@ -759,3 +757,9 @@ class HlsChecker:
 
 def _same_rate(declared: float, measured: float) -> bool:
     return abs(declared - measured) <= max(0.01, 0.005 * measured)
+
+
+def _largest(rates: list[Bitrates]) -> Bitrates:
+    return Bitrates(
+        max(b.peak_bps for b in rates), max(b.full_peak_bps for b in rates), max(b.average_bps for b in rates)
+    )
