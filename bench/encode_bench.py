@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import cpu_model, write_section  # noqa: E402  (bench/common.py)
+
 from abrpipe import registry  # noqa: E402
 from abrpipe.plan import plan_ladder  # noqa: E402
 from abrpipe.probe import probe  # noqa: E402
@@ -92,29 +94,6 @@ def timed(fn, *args) -> tuple[float, float]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    path.parent.mkdir(exist_ok=True)
-    current = path.read_text() if path.exists() else "# Benchmarks\n\nRatios against baselines measured in the same run.\n"
-    start = current.find("## Encode")
-    if start >= 0:
-        end = current.find("\n## ", start + 1)
-        current = current[:start] + text + (current[end + 1:] if end >= 0 else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current.rstrip("\n") + "\n")
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import cpu_model, write_section  # noqa: E402  (bench/common.py)
+
 from abrpipe import registry, runner, tools  # noqa: E402
 from abrpipe.pertitle.analysis import METRIC_LABELS, AnalysisOptions, analyse, children_cpu_s  # noqa: E402
 from abrpipe.pertitle.compare import compare  # noqa: E402
@@ -80,34 +82,10 @@ def make_source(kind: str, path: Path, seconds: float) -> None:
     runner.run(argv)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def ffmpeg_version(path: str) -> str:
     out = runner.capture([path, "-hide_banner", "-version"])
     words = out.split()
     return words[2] if len(words) > 2 else "?"
-
-
-def write_section(text: str) -> None:
-    """Replace the "## Per-title" section of docs/BENCHMARKS.md (other sections are left alone)."""
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    path.parent.mkdir(exist_ok=True)
-    current = path.read_text() if path.exists() else "# Benchmarks\n\nRatios against baselines measured in the same run.\n"
-    start = current.find("## Per-title")
-    if start >= 0:
-        end = current.find("\n## ", start + 1)
-        current = current[:start] + text + (current[end + 1 :] if end >= 0 else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current.rstrip("\n") + "\n")
 
 
 def ladder_text(rungs) -> str:
