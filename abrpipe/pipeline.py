@@ -91,7 +91,14 @@ def prepare_job(job: Job, on_event: EventCallback | None = None) -> tuple[Source
     return source, plan_ladder(source, job.effective_profile(), audio_tracks=job.audio_tracks)
 
 
-def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
+def run_job(
+    job: Job,
+    on_event: EventCallback | None = None,
+    *,
+    before_publish: Callable[[str, JobResult], None] | None = None,
+) -> JobResult:
+    """Run one job. `before_publish(work_dir, result)` may add files (reports) to the validated work
+    area, so that they appear in OUT together with everything else, in the one rename."""
     emit = on_event or (lambda e: None)
     result = JobResult(job)
     clock = time.monotonic()
@@ -134,6 +141,8 @@ def run_job(job: Job, on_event: EventCallback | None = None) -> JobResult:
                     f"{job.output}: no space left on device while encoding", hint="free some space, or choose another -o"
                 ) from None
             raise
+        if before_publish:
+            before_publish(work, result)
         result.record = _record(job, result)
         with open(os.path.join(work, RECORD_NAME), "w", encoding="utf-8") as fh:
             json.dump(result.record, fh, indent=2, default=str)

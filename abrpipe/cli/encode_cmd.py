@@ -106,12 +106,16 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
             elif e.stage in ("plan", "package", "validate", "publish"):
                 display.message(f"{e.stage}: {e.message}".rstrip(": "))
 
-        result = run_job(job, on_event)
+        extra: dict = {}
+
+        def add_per_title_files(work: str, result) -> None:
+            # The analysis (and the --report comparison) is written into the work area, so it is
+            # published with the ladder, not added to OUT afterwards.
+            extra.update(pertitle_cmd.after_encode(analysis, base_profile, result, work, published_as=out, preset=preset,
+                                                   report=report, allow_references=allow_references, quiet=quiet))
+
+        result = run_job(job, on_event, before_publish=add_per_title_files if analysis is not None else None)
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
-    extra = {}
-    if analysis is not None:
-        extra = pertitle_cmd.after_encode(analysis, base_profile, result, out, preset=preset, report=report,
-                                          allow_references=allow_references, quiet=quiet)
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
     if not quiet:

@@ -179,10 +179,10 @@ def analyse_for_encode(input_path: str, profile: Profile, *, preset: str | None,
     return analysis
 
 
-def after_encode(analysis, base_profile: Profile, result, output: str, *, preset: str | None, report: bool,
-                 allow_references: bool, quiet: bool) -> dict[str, Any]:  # fmt: skip
-    """Write the analysis (and, with --report, the comparison with the fixed ladder) beside the
-    published manifests; return what `encode --json` adds."""
+def after_encode(analysis, base_profile: Profile, result, output: str, *, published_as: str, preset: str | None,
+                 report: bool, allow_references: bool, quiet: bool) -> dict[str, Any]:  # fmt: skip
+    """Write the analysis (and, with --report, the comparison with the fixed ladder) into `output`,
+    the job's work area, which is then published as `published_as`; return what `encode --json` adds."""
     from abrpipe.pertitle.ladder import profile_toml
 
     out = os.path.abspath(output)
@@ -201,6 +201,9 @@ def after_encode(analysis, base_profile: Profile, result, output: str, *, preset
                    allow_references=allow_references, on_event=_Messages(quiet))  # fmt: skip
     data = rep.to_dict()
     data.pop("analysis")  # already in pertitle.json
+    outputs = data.get("outputs") or {}
+    if outputs.get("per_title") == out:
+        outputs["per_title"] = os.path.abspath(published_as)  # where the measured ladder is published
     try:
         data["plot"] = plot_analysis(analysis, os.path.join(out, REPORT_PLOT_NAME),
                                      per_title_measured=rep.comparison.per_title, fixed_measured=rep.comparison.fixed)  # fmt: skip

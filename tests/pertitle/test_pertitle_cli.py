@@ -145,6 +145,8 @@ def test_encode_per_title_with_report(clip_360p, tmp_path):
     report = json.loads((out / "pertitle-report.json").read_text())
     assert report["bd_rate"]["overlap"] > 0 and [r["id"] for r in report["per_title"]] == [r["id"] for r in videos]
     assert (out / "pertitle-report.png").exists() and report == data["per_title_report"]
+    # Published with the ladder in one rename: the report names OUT, and no work area is left.
+    assert report["outputs"]["per_title"] == str(out) and not (tmp_path / "out.partial").exists()
 
 
 @pytest.mark.slow
