@@ -1,6 +1,6 @@
 """Quality-metric engine discovery and measurement with ffmpeg.
 
-Which ffmpeg measures what (see the research note, section 1):
+Which ffmpeg measures what (see shared/reference/per-title-research.md, section 1):
 
 * ``imageio-ffmpeg`` (optional extra) ships a static ffmpeg built with ``--enable-libvmaf`` and the VMAF
   models compiled in, plus ``psnr``, ``ssim`` and ``xpsnr``. It has no ffprobe, so abrpipe uses it **only
@@ -209,7 +209,7 @@ def _branch(
         *pre,
         # Restart timestamps at 0 on both inputs: the metric filters pair frames by timestamp
         # (framesync), and a container start offset (mp4 edit lists, -ss, MPEG-TS) would otherwise pair
-        # the wrong frames. The VMAF docs call this crucial; the research note measured 61.7 vs 77.0.
+        # the wrong frames. The VMAF docs call this crucial; shared/reference/per-title-research.md measured 61.7 vs 77.0.
         # (The renumbering after `select` below makes the pairing fully index-based.)
         "setpts=PTS-STARTPTS",
         # Keep every Nth frame (n counts frames from the start of this input/window). Cheap temporal

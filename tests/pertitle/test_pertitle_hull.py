@@ -1,4 +1,4 @@
-"""Unit tests of abrpipe.pertitle.hull on synthetic curves and on the research note's measured grids."""
+"""Unit tests of abrpipe.pertitle.hull on synthetic curves and on the measured grids of shared/reference/per-title-research.md."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_upper_convex_hull_synthetic():
 def test_upper_convex_hull_matches_research_high_vmaf():
     hull = upper_convex_hull(points(HIGH))
     got = [(p.height, p.crf) for p in hull]
-    # research note 4.3: "high VMAF: 234p/42-36-30, 360p/30, 540p/30, 360p/24, 540p/24, 720p/24-18"
+    # per-title-research.md 4.3: "high VMAF: 234p/42-36-30, 360p/30, 540p/30, 360p/24, 540p/24, 720p/24-18"
     assert got == [
         (234, 42),
         (234, 36),
@@ -217,7 +217,7 @@ def test_resolution_unavailable_below_its_lowest_trial():
     ],
 )
 def test_crossovers_reproduce_research_note(grid, metric, published):
-    """Research note table 4.3 (computed from unrounded measurements; the grid here is rounded)."""
+    """per-title-research.md table 4.3 (computed from unrounded measurements; the grid here is rounded)."""
     xs = envelope(points(grid, metric)).crossovers()
     assert [(c.below[1], c.above[1]) for c in xs] == [(234, 360), (360, 540), (540, 720)]
     for c, want in zip(xs, published, strict=True):
