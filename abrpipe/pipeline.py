@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, package, publish
+from abrpipe import __version__, encode, package, publish, stages
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
@@ -125,6 +125,11 @@ def run_job(
             emit(Event("package"))
             result.title = package.read_title(work, result.plan)
             _check_complete(job, result.source, result.title)
+            for stage in stages.enabled(job):
+                emit(Event(stage.name))
+                ctx = stages.StageContext(job, result.source, result.plan, work, log_dir, result.title)
+                result.title = stage.run(ctx)
+                lap(stage.name)
             package.write_manifests(work, result.title, result.plan)
             lap("package")
             if job.validate:
