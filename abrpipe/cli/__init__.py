@@ -54,7 +54,7 @@ def _register() -> None:
     cli.add_command(info_cmds.probe_cmd)
     cli.add_command(info_cmds.ladder)
     cli.add_command(profiles_cmd.profiles)
-    for optional in ("validate_cmd", "batch_cmd", "pertitle_cmd"):
+    for optional in ("validate_cmd", "batch_cmd", "pertitle_cmd", "serve_cmd"):
         try:
             module = __import__(f"abrpipe.cli.{optional}", fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:
