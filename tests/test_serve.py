@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from serving import Server
 
 from abrpipe import serve
 
@@ -24,68 +24,6 @@ KEY = "fedcba9876543210fedcba9876543210"
 
 def b64url(hex_value: str) -> str:
     return base64.urlsafe_b64encode(bytes.fromhex(hex_value)).decode().rstrip("=")
-
-
-class Server:
-    def __init__(self, root: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "abrpipe", "serve", str(root), "--port", "0", "--json", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        lines = []
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if line.rstrip() == "}":
-                break
-        if not lines:
-            raise AssertionError(f"server did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
-        self.info = json.loads("".join(lines))
-        self.port = self.info["port"]
-
-    def request(self, target: str, method: str = "GET", headers: dict | None = None, body: bytes = b"") -> tuple[int, dict, bytes]:
-        """Send exactly `target` as the request target; (status, headers, body)."""
-        head = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Connection: close"]
-        for k, v in (headers or {}).items():
-            head.append(f"{k}: {v}")
-        if body:
-            head.append(f"Content-Length: {len(body)}")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(data)
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        raw = b"".join(chunks)
-        head_raw, _, rest = raw.partition(b"\r\n\r\n")
-        lines = head_raw.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        hdrs = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        if hdrs.get("transfer-encoding") == "chunked":
-            rest = _unchunk(rest)
-        return status, hdrs, rest
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _unchunk(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out, data = out + data[:size], data[size + 2 :]
-    return out
 
 
 @pytest.fixture(scope="module")
