@@ -82,6 +82,7 @@ class Fragment:
     first_sample_is_sync: bool
     first_sample_data_offset: int  # absolute byte offset of first sample's data
     first_sample_size: int
+    sample_bytes: int = 0  # the track's sample data in this fragment (sum of trun sample sizes)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ class MediaSegment:
     @property
     def sync_sample_pts(self) -> tuple[int, ...]:
         return tuple(p for f in self.fragments for p in f.sync_sample_pts)
+
+    @property
+    def sample_bytes(self) -> int:
+        return sum(f.sample_bytes for f in self.fragments)
 
 
 # --------------------------------------------------------------------------
@@ -694,6 +699,7 @@ def _read_moof(
     flags_list: list[int] = []
     base_decode_time: int | None = None
     first_offset = first_size = None
+    sample_bytes = 0
     # 8.8.7.1: with neither base-data-offset-present nor default-base-is-moof, the
     # first traf's base is the moof and each later traf's is the end of the
     # previous traf's data.
@@ -754,7 +760,7 @@ def _read_moof(
                     )
                 data_pos = None  # a later traf cannot locate its data implicitly
                 continue
-            run_start, run_end = data_pos, data_pos + sum(sizes)
+            run_start, run_end = data_pos, data_pos + sum(s for s in sizes if s is not None)
             data_pos = run_end  # the next run without data-offset starts here
             if not ours or not count:
                 continue
@@ -766,6 +772,7 @@ def _read_moof(
                 )
             if first_offset is None:
                 first_offset, first_size = run_start, sizes[0]
+            sample_bytes += run_end - run_start
             for index, row in enumerate(rows):
                 duration = row.get(_TRUN_DURATION, default_duration)
                 if duration is None:
@@ -813,6 +820,7 @@ def _read_moof(
         first_sample_is_sync=not flags_list[0] & SAMPLE_IS_NON_SYNC,
         first_sample_data_offset=first_offset,
         first_sample_size=first_size,
+        sample_bytes=sample_bytes,
     )
 
 

@@ -98,7 +98,8 @@ def run_job(
     before_publish: Callable[[str, JobResult], None] | None = None,
 ) -> JobResult:
     """Run one job. `before_publish(work_dir, result)` may add files (reports) to the validated work
-    area, so that they appear in OUT together with everything else, in the one rename."""
+    area, which already holds the record, so that they appear in OUT together with everything else,
+    in the one rename."""
     emit = on_event or (lambda e: None)
     result = JobResult(job)
     clock = time.monotonic()
@@ -146,11 +147,11 @@ def run_job(
                     f"{job.output}: no space left on device while encoding", hint="free some space, or choose another -o"
                 ) from None
             raise
-        if before_publish:
-            before_publish(work, result)
         result.record = _record(job, result)
         with open(os.path.join(work, RECORD_NAME), "w", encoding="utf-8") as fh:
             json.dump(result.record, fh, indent=2, default=str)
+        if before_publish:  # sees the record in the work area (the HTML report reads it)
+            before_publish(work, result)
         if not job.keep_logs:
             publish.discard(log_dir)
         emit(Event("publish", job.output))
@@ -222,6 +223,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
         "dropped_rungs": [{"rung": d.label, "reason": d.reason} for d in result.plan.dropped],
         "notes": list(result.plan.notes),
         "validation": getattr(result.validation, "summary", lambda: None)() if result.validation else None,
+        "timings_s": dict(result.timings_s),  # probe_plan, encode, each optional stage, package, validate
     }
 
 

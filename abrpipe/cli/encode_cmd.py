@@ -47,7 +47,8 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--metric", type=click.Choice(("vmaf", "xpsnr", "ssim", "psnr")),
               help="With --per-title: quality metric (default: VMAF if available, else PSNR-Y).")
 @click.option("--report", is_flag=True,
-              help="With --per-title: also encode the fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+              help="Write the HTML report (see `abrpipe report`) to OUTPUT/report.html. With --per-title, also encode the "
+                   "fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
 @json_option
 @quiet_option
 @click.pass_context
@@ -66,8 +67,8 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         check_schema_dir(dash_schema)  # a wrong directory fails now, not after the encode
     out = output or default_output(input_path)
     analysis = None
-    if (metric or report) and not per_title:
-        raise click.UsageError("--metric and --report go with --per-title")
+    if metric and not per_title:
+        raise click.UsageError("--metric goes with --per-title")
     if per_title:
         if dry_run:
             raise click.UsageError("--dry-run cannot run the per-title trial encodes; save the ladder with "
@@ -108,17 +109,26 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
 
         extra: dict = {}
 
-        def add_per_title_files(work: str, result) -> None:
-            # The analysis (and the --report comparison) is written into the work area, so it is
-            # published with the ladder, not added to OUT afterwards.
-            extra.update(pertitle_cmd.after_encode(analysis, base_profile, result, work, published_as=out, preset=preset,
-                                                   report=report, allow_references=allow_references, quiet=quiet))
+        def add_reports(work: str, result) -> None:
+            # The per-title analysis, the --report comparison and the HTML report are written into the
+            # work area, so they are published with the ladder, not added to OUT afterwards.
+            if analysis is not None:
+                extra.update(pertitle_cmd.after_encode(analysis, base_profile, result, work, published_as=out, preset=preset,
+                                                       report=report, allow_references=allow_references, quiet=quiet))
+            if report:
+                from abrpipe import report as html_report
 
-        result = run_job(job, on_event, before_publish=add_per_title_files if analysis is not None else None)
+                display.message("report: " + html_report.REPORT_NAME)
+                html_report.write_report(work, os.path.join(work, html_report.REPORT_NAME), dash_schema=dash_schema,
+                                         shown_as=os.path.abspath(out))
+                extra["report"] = os.path.join(os.path.abspath(out), html_report.REPORT_NAME)
+
+        result = run_job(job, on_event, before_publish=add_reports if analysis is not None or report else None)
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
     if not quiet:
+        assert result.plan is not None  # run_job plans before anything else
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:

@@ -29,6 +29,7 @@ __all__ = [
     "Severity",
     "check_schema_dir",
     "find_manifests",
+    "inspect_output",
     "validate_output",
 ]
 
@@ -80,6 +81,12 @@ def validate_output(path: str, *, dash_schema: str | None = None, strict: bool =
     dash_schema: a directory holding DASH-MPD.xsd (and its imports); without it the XSD rule is
     skipped with an info finding. strict: the report's ok() also fails on warnings.
     """
+    return inspect_output(path, dash_schema=dash_schema, strict=strict)[0]
+
+
+def inspect_output(path: str, *, dash_schema: str | None = None, strict: bool = False) -> tuple[Report, Context]:
+    """validate_output, plus the context it read: every rendition with its segments' boxes (what
+    `abrpipe report` draws, so that its figures are the validator's own)."""
     if dash_schema:
         check_schema_dir(dash_schema)
     root, playlists, mpds = find_manifests(path)
@@ -87,7 +94,7 @@ def validate_output(path: str, *, dash_schema: str | None = None, strict: bool =
     ctx = Context(root, report)
     if not playlists and not mpds:
         report.add("NO-MANIFEST", f"{path}: no *.m3u8 playlist and no *.mpd manifest")
-        return report.finish()
+        return report.finish(), ctx
     hls = HlsChecker(ctx)
     for playlist in playlists:
         hls.check(playlist)
@@ -96,7 +103,7 @@ def validate_output(path: str, *, dash_schema: str | None = None, strict: bool =
         dash.check(mpd)
     _check_alignment(ctx)
     _check_av_durations(ctx)
-    return report.finish()
+    return report.finish(), ctx
 
 
 def _check_alignment(ctx: Context) -> None:

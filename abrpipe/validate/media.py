@@ -340,6 +340,10 @@ class Context:
             check_rendition(self, rendition)
         return rendition
 
+    def all_renditions(self) -> list[Rendition]:
+        """Every rendition read so far, in the order the manifests named them."""
+        return list(self._renditions.values())
+
     def renditions_with_init(self, init_path: str) -> list[Rendition]:
         return [r for r in self._renditions.values() if r.init_path == init_path]
 

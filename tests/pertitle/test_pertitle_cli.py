@@ -87,8 +87,8 @@ def test_usage_errors(clip_360p, tmp_path):
     assert res.exit_code == ExitCode.USAGE and "--per-title" in res.output
     res = invoke("encode", str(clip_360p), "--per-title", "--dry-run")
     assert res.exit_code == ExitCode.USAGE and "--save-profile" in res.output
-    res = invoke("encode", str(clip_360p), "--report")
-    assert res.exit_code == ExitCode.USAGE
+    res = invoke("encode", str(clip_360p), "--metric", "psnr")
+    assert res.exit_code == ExitCode.USAGE and "--per-title" in res.output
     mixed = tmp_path / "mixed.toml"
     mixed.write_text('schema = 1\ncodec = "h264"\n[[rungs]]\nsize = "640x360"\nbitrate = "600k"\n'
                      '[[rungs]]\nsize = "640x360"\nbitrate = "500k"\ncodec = "hevc"\n')  # fmt: skip
@@ -147,6 +147,11 @@ def test_encode_per_title_with_report(clip_360p, tmp_path):
     assert (out / "pertitle-report.png").exists() and report == data["per_title_report"]
     # Published with the ladder in one rename: the report names OUT, and no work area is left.
     assert report["outputs"]["per_title"] == str(out) and not (tmp_path / "out.partial").exists()
+    # The HTML report draws the hull and marks every chosen rung at its bitrate.
+    page = (out / "report.html").read_text()
+    assert data["report"] == str(out / "report.html") and "upper convex hull" in page
+    for i, rung in enumerate(ladder):
+        assert f'data-key="pertitle.rung.{i}" data-value="{rung["width"]}x{rung["height"]}@{rung["bitrate_kbps"]:g}"' in page
 
 
 @pytest.mark.slow
