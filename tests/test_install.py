@@ -1,4 +1,4 @@
-"""A normal (non-editable) install carries the built-in profiles inside the package."""
+"""A normal (non-editable) install carries the built-in profiles and the preview player inside the package."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,17 @@ def test_wheel_ships_builtin_profiles(tmp_path):
         check=True,
     )
     wheel = next(wheel_dir.glob("abrpipe-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    # `abrpipe serve`'s page and the vendored player, with its licence, are in the wheel.
+    for name in ("index.html", "player.js", "vendor/shaka-player.compiled.js", "vendor/shaka-player.LICENSE"):
+        assert f"abrpipe/player/{name}" in names, name
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)], check=True)
     code = (
-        "import json, abrpipe, abrpipe.registry as r;"
+        "import json, abrpipe, abrpipe.registry as r, abrpipe.serve as s;"
         "p = r.load('default');"
         "print(json.dumps({'module': abrpipe.__file__, 'dirs': r.builtin_profile_dirs(), 'rungs': len(p.rungs),"
-        " 'names': sorted(r.entries())}))"
+        " 'names': sorted(r.entries()), 'player': str(s.player_dir() / 'vendor' / 'shaka-player.compiled.js')}))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -35,3 +41,5 @@ def test_wheel_ships_builtin_profiles(tmp_path):
     assert data["dirs"] == [str(target / "abrpipe" / "builtin_profiles")]
     assert data["rungs"] == 9
     assert {"default", "1080p", "720p", "480p"} <= set(data["names"])
+    assert data["player"] == str(target / "abrpipe" / "player" / "vendor" / "shaka-player.compiled.js")
+    assert os.path.getsize(data["player"]) > 500_000
