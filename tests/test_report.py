@@ -121,3 +121,26 @@ def test_encode_report_is_published_with_the_ladder(clip_360p, tmp_path):
     for stage, seconds in record["timings_s"].items():
         assert float(vals[f"timing.{stage}"]) == seconds
     assert not any(k.startswith("pertitle.") for k in vals), "no per-title section without --per-title"
+
+
+def test_report_draws_the_per_title_hull(encoded_tiny, tmp_path):
+    """With a pertitle.json (the analysis `encode --per-title` writes), the report plots every trial,
+    the hull and each chosen rung at its bitrate; `tests/pertitle` checks it on a real analysis."""
+    out = tmp_path / "pt"
+    shutil.copytree(encoded_tiny, out)
+    trials = [{"width": w, "height": h, "crf": crf, "kbps": kbps, "quality": q, "frames": 10}
+              for (w, h), points in {(640, 360): [(18, 900.0, 46.0), (30, 400.0, 40.0), (42, 150.0, 31.0)],
+                                     (320, 180): [(18, 300.0, 38.0), (30, 120.0, 33.0), (42, 50.0, 27.0)]}.items()
+              for crf, kbps, q in points]  # fmt: skip
+    hull = [t for t in trials if (t["height"], t["crf"]) in {(180, 42), (180, 30), (360, 30), (360, 18)}]
+    ladder = [{"width": 640, "height": 360, "bitrate_kbps": 600, "predicted_quality": 43.1, "extrapolated": False},
+              {"width": 320, "height": 180, "bitrate_kbps": 150, "predicted_quality": 34.0, "extrapolated": False}]  # fmt: skip
+    (out / "pertitle.json").write_text(json.dumps({"metric": "psnr", "metric_label": "PSNR-Y (dB)", "trials": trials,
+                                                   "hull": hull, "ladder": ladder, "fixed_ladder": []}))  # fmt: skip
+    assert run_cli("report", str(out), "-q").returncode == 0
+    page = (out / "report.html").read_text()
+    vals = values(page)
+    assert vals["pertitle.hull_points"] == "4"
+    assert [vals[f"pertitle.rung.{i}"] for i in range(2)] == ["640x360@600", "320x180@150"]
+    assert page.count("<circle") >= len(trials) and "Per-title ladder (PSNR-Y (dB))" in page
+    assert_self_contained(page)

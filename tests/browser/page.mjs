@@ -3,11 +3,15 @@
 //
 //   node page.mjs --mode player --url http://127.0.0.1:PORT/?manifest=master.m3u8 --screenshot shot.png
 //   node page.mjs --mode report --url file:///path/report.html
+//   node page.mjs --mode extras --url http://127.0.0.1:PORT/?manifest=manifest.mpd
 //
 // player: the `abrpipe serve` page. Waits for window.abrPlayer.ready, for playback to pass 0.5 s,
 //   then pins the lowest and then the highest rendition (the page's own pin buttons) and waits,
 //   for each, until the player reports it active, the decoded frames have its height, the page
 //   shows that resolution and at least 1 s has played on it; then screenshots the video element.
+// extras: the same page on an output with subtitles and thumbnails: picks the first subtitle track in
+//   the page's menu and waits for its cues to show, then moves the thumbnail scrub bar and reads the
+//   thumbnail the page draws.
 // report: the `abrpipe report` file. Records every request the page makes (anything but the file
 //   itself is blocked and counted), and returns every [data-key] element's data-value.
 // Both collect console errors, uncaught page errors and HTTP errors. --seconds is a hard budget.
@@ -34,8 +38,8 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--screenshot') opt.screenshot = v;
   else { process.stderr.write(`page.mjs: unknown option ${a}\n`); process.exit(2); }
 }
-if (!['player', 'report'].includes(opt.mode) || !opt.url) {
-  process.stderr.write('usage: node page.mjs --mode player|report --url URL [--screenshot FILE] [--seconds N]\n');
+if (!['player', 'report', 'extras'].includes(opt.mode) || !opt.url) {
+  process.stderr.write('usage: node page.mjs --mode player|report|extras --url URL [--screenshot FILE] [--seconds N]\n');
   process.exit(2);
 }
 
@@ -132,6 +136,52 @@ async function player() {
   if (opt.screenshot) await page.locator('#video').screenshot({ path: opt.screenshot, timeout: 10000 });
 }
 
+async function extras() {
+  await page.goto(opt.url, { waitUntil: 'load', timeout: 15000 });
+  result.renditions = await Promise.race([
+    page.evaluate(() => window.abrPlayer.ready),
+    sleep(20000).then(() => { throw new Error('the player page did not load the manifest in 20 s'); }),
+  ]);
+  await until('start', 20, (st) => st.currentTime > 0.5 && st.readyState >= 2);
+  result.menu = await page.evaluate(() => ({
+    hidden: document.getElementById('texts').hidden,
+    options: Array.from(document.querySelectorAll('#text option')).map((o) => o.textContent),
+  }));
+  await page.selectOption('#text', { index: 1 });
+  await page.evaluate(() => { const v = document.getElementById('video'); v.currentTime = 0.2; return v.play(); });
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline) {
+    result.cue = await page.evaluate(() => {
+      const v = document.getElementById('video');
+      for (const t of Array.from(v.textTracks)) {
+        if (t.mode === 'showing' && t.activeCues && t.activeCues.length) return t.activeCues[0].text;
+      }
+      return null;
+    });
+    if (result.cue) break;
+    await sleep(100);
+  }
+  if (!result.cue) throw new Error('no subtitle cue was shown');
+  result.thumbs_hidden = await page.evaluate(() => document.getElementById('thumbs').hidden);
+  await page.evaluate(() => {
+    const s = document.getElementById('scrub');
+    s.value = '2';
+    s.dispatchEvent(new Event('input'));
+  });
+  const until2 = Date.now() + 10000;
+  while (Date.now() < until2) {
+    result.thumbnail = await page.evaluate(() => {
+      const t = document.getElementById('thumb');
+      return t.style.display === 'block' ? { image: t.style.backgroundImage, position: t.style.backgroundPosition,
+        width: t.style.width, height: t.style.height } : null;
+    });
+    if (result.thumbnail) break;
+    await sleep(100);
+  }
+  if (!result.thumbnail) throw new Error('no thumbnail was drawn');
+  result.final_state = await page.evaluate(() => window.abrPlayer.state());
+}
+
 async function report() {
   const target = new URL(opt.url).href;
   await context.route('**/*', (route) => {
@@ -167,7 +217,9 @@ async function main() {
     if (/ERR_ABORTED/.test(txt)) return;  // players abort requests when they switch; blocked report requests are counted apart
     result.http_errors.push({ url: r.url(), status: null, error: txt });
   });
-  if (opt.mode === 'player') await player(); else await report();
+  if (opt.mode === 'player') await player();
+  else if (opt.mode === 'extras') await extras();
+  else await report();
   return finish(true);
 }
 

@@ -5,10 +5,12 @@ the pinned npm package, byte for byte."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from harness import NODE_MODULES, require_browser
+from media import ffmpeg
 from PIL import Image
 from serving import Server, run_page
 
@@ -46,6 +48,50 @@ def test_player_page_plays_and_pins(served, manifest, tmp_path):
     assert result["final_state"]["videoHeight"] == 360 and "640x360" in result["final_state"]["now"]
     # Not blank: testsrc2 is colour bars and moving patterns; a black or flat frame has a stdev near 0.
     assert pixel_stdev(shot) > 20
+
+
+TEXT_AND_THUMBNAILS = """
+            <AdaptationSet id="7" contentType="text" mimeType="text/vtt" lang="en">
+                <Representation id="subs-en" bandwidth="256"><BaseURL>subs/en.vtt</BaseURL></Representation>
+            </AdaptationSet>
+            <AdaptationSet id="8" contentType="image" mimeType="image/jpeg">
+                <SegmentTemplate media="thumbs/tile_$Number$.jpg" duration="6" startNumber="1"/>
+                <Representation id="thumbnails" bandwidth="10000" width="640" height="90">
+                    <EssentialProperty schemeIdUri="http://dashif.org/thumbnail_tile" value="4x1"/>
+                </Representation>
+            </AdaptationSet>
+"""
+
+
+@pytest.fixture(scope="module")
+def with_extras(encoded_tiny, clip_360p, tmp_path_factory) -> Path:
+    """The tiny ladder plus a WebVTT subtitle track and a DASH-IF thumbnail tile (4 x 1.5 s) in its MPD."""
+    out = tmp_path_factory.mktemp("extras") / "out"
+    shutil.copytree(encoded_tiny, out)
+    (out / "subs").mkdir()
+    (out / "subs" / "en.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:05.900\nabrpipe subtitle test\n")
+    (out / "thumbs").mkdir()
+    ffmpeg("-i", str(clip_360p), "-vf", "fps=1/1.5,scale=160:90,tile=4x1", "-frames:v", "1", str(out / "thumbs" / "tile_1.jpg"))
+    mpd = out / "manifest.mpd"
+    mpd.write_text(mpd.read_text().replace("</Period>", TEXT_AND_THUMBNAILS + "</Period>"))
+    return out
+
+
+def test_player_page_shows_subtitles_and_thumbnails(with_extras):
+    require_browser()
+    server = Server(with_extras)
+    try:
+        result = run_page("extras", f"http://127.0.0.1:{server.port}/?manifest=manifest.mpd", seconds=60)
+    finally:
+        assert server.stop() == 0
+    assert result["ok"], result
+    assert result["menu"]["hidden"] is False and result["menu"]["options"][0] == "off" and len(result["menu"]["options"]) == 2
+    assert result["cue"] == "abrpipe subtitle test"
+    assert result["thumbs_hidden"] is False
+    thumb = result["thumbnail"]
+    # t = 2 s is in the second 1.5-s tile of the 4 x 1 sheet: 160 px from its left edge.
+    assert "thumbs/tile_1.jpg" in thumb["image"] and thumb["position"] == "-160px 0px", thumb
+    assert (thumb["width"], thumb["height"]) == ("160px", "90px")
 
 
 def test_vendored_player_is_the_pinned_npm_package():
