@@ -32,7 +32,7 @@ def serve(out, port, host, open_browser, as_json, quiet):
     The page plays master.m3u8 or manifest.mpd with Shaka Player (shipped with abrpipe), lists the
     renditions and lets you pin one. An output packaged with its ClearKey keys in OUT/clearkey.json
     is played through the license endpoint /clearkey. Ctrl-C stops the server. --json prints
-    {"url", "host", "port"} on stdout once it listens.
+    {"url", "host", "port", "root"} on stdout once it listens.
     """
     from abrpipe import serve as serve_mod
 

