@@ -296,8 +296,9 @@ async def _run(root: str, host: str, port: int, on_ready: Callable[[str, int], N
         try:
             await site.start()
         except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise OutputError(
-                f"{host}:{port}: cannot listen ({exc.strerror or exc})",
+                f"{host}:{port}: cannot listen ({reason})",
                 hint="choose another --port (--port 0 picks a free one)",
             ) from None
         server = site._server  # the asyncio server: the port really bound (port 0 picks one)

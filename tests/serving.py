@@ -89,3 +89,12 @@ def run_page(mode: str, url: str, *, seconds: float = 60, screenshot: str | None
             result["stderr"] = proc.stderr[-2000:]
             return result
     return {"ok": False, "reason": f"page.mjs printed no JSON (exit {proc.returncode})", "stderr": proc.stderr[-2000:]}
+
+
+def play_page(root: Path, mode: str, manifest: str, *, seconds: float = 60, screenshot: str | None = None) -> dict:
+    """Serve `root` with `abrpipe serve`, run page.mjs on its player page for `manifest`, stop the server."""
+    server = Server(root)
+    try:
+        return run_page(mode, f"http://127.0.0.1:{server.port}/?manifest={manifest}", seconds=seconds, screenshot=screenshot)
+    finally:
+        assert server.stop() == 0, "Ctrl-C stops the server cleanly"

@@ -16,19 +16,11 @@ import pytest
 from harness import NODE_MODULES, require_browser
 from media import ffmpeg, joined_rendition
 from PIL import Image
-from serving import Server, run_page
+from serving import play_page
 
 from abrpipe.serve import player_dir
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def served(encoded_tiny):
-    require_browser()
-    server = Server(encoded_tiny)
-    yield server
-    assert server.stop() == 0
 
 
 def pixel_stdev(path: Path) -> float:
@@ -40,9 +32,10 @@ def pixel_stdev(path: Path) -> float:
 
 
 @pytest.mark.parametrize("manifest", ["master.m3u8", "manifest.mpd"])
-def test_player_page_plays_and_pins(served, manifest, tmp_path):
+def test_player_page_plays_and_pins(encoded_tiny, manifest, tmp_path):
+    require_browser()
     shot = tmp_path / "video.png"
-    result = run_page("player", f"http://127.0.0.1:{served.port}/?manifest={manifest}", seconds=75, screenshot=str(shot))
+    result = play_page(encoded_tiny, "player", manifest, seconds=75, screenshot=str(shot))
     assert result["ok"], result
     assert result["console_errors"] == [] and result["page_errors"] == [] and result["http_errors"] == []
     heights = sorted({r["height"] for r in result["renditions"]})
@@ -83,11 +76,7 @@ def with_extras(encoded_tiny, clip_360p, tmp_path_factory) -> Path:
 
 def test_player_page_shows_subtitles_and_thumbnails(with_extras):
     require_browser()
-    server = Server(with_extras)
-    try:
-        result = run_page("extras", f"http://127.0.0.1:{server.port}/?manifest=manifest.mpd", seconds=60)
-    finally:
-        assert server.stop() == 0
+    result = play_page(with_extras, "extras", "manifest.mpd")
     assert result["ok"], result
     assert result["menu"]["hidden"] is False and result["menu"]["options"][0] == "off" and len(result["menu"]["options"]) == 2
     assert result["cue"] == "abrpipe subtitle test"
@@ -126,11 +115,7 @@ def clearkey_out(encoded_tiny, tmp_path_factory) -> Path:
 
 def test_player_page_plays_clearkey_through_the_license_endpoint(clearkey_out):
     require_browser()
-    server = Server(clearkey_out)
-    try:
-        result = run_page("player", f"http://127.0.0.1:{server.port}/?manifest=manifest.mpd", seconds=60)
-    finally:
-        assert server.stop() == 0
+    result = play_page(clearkey_out, "player", "manifest.mpd")
     assert result["ok"], result
     assert [s["height"] for s in result["steps"]] == [180, 360] and all(s["ok"] for s in result["steps"])
 
@@ -142,11 +127,7 @@ def test_player_page_cannot_play_clearkey_without_the_key(clearkey_out, tmp_path
     keyless = tmp_path / "keyless"
     shutil.copytree(clearkey_out, keyless)
     (keyless / "clearkey.json").unlink()
-    server = Server(keyless)
-    try:
-        result = run_page("player", f"http://127.0.0.1:{server.port}/?manifest=manifest.mpd", seconds=30)
-    finally:
-        assert server.stop() == 0
+    result = play_page(keyless, "player", "manifest.mpd", seconds=30)
     assert not result["ok"]
     assert any("Shaka error 6012" in e for e in result["console_errors"]), result  # NO_LICENSE_SERVER_GIVEN
 
