@@ -9,7 +9,8 @@
 //   ready            Promise resolved with the renditions once the manifest is loaded
 //   renditions()     [{id, width, height, bandwidth, codecs}]
 //   pin(id) / auto() pin a rendition (ABR off) / back to ABR
-//   state()          {currentTime, readyState, videoWidth, videoHeight, active, pinned, errors, now}
+//   state()          {manifest, loading, currentTime, readyState, videoWidth, videoHeight, active, pinned,
+//                     errors, now, texts, images}
 //   load(name)       load another manifest of the output
 (function () {
   'use strict';
@@ -179,7 +180,10 @@
 
   var info = null;
 
+  var loading = false;
+
   function load(name) {
+    loading = true;
     current = name;
     pinned = null;
     player.configure({ abr: { enabled: true } });
@@ -188,6 +192,7 @@
     history.replaceState(null, '', '?' + params.toString());
     manifestButtons(info);
     return player.load('/' + name.split('/').map(encodeURIComponent).join('/')).then(function () {
+      loading = false;
       render();
       setupTexts();
       setupThumbnails();
@@ -238,7 +243,7 @@
     state: function () {
       var t = activeTrack();
       return {
-        manifest: current, currentTime: video.currentTime, readyState: video.readyState, paused: video.paused,
+        manifest: current, loading: loading, currentTime: video.currentTime, readyState: video.readyState, paused: video.paused,
         ended: video.ended, duration: video.duration, videoWidth: video.videoWidth, videoHeight: video.videoHeight,
         active: t ? { id: t.id, width: t.width, height: t.height, bandwidth: t.bandwidth } : null,
         pinned: pinned, errors: errors.slice(), now: nowEl.textContent,

@@ -11,7 +11,7 @@
 //   shows that resolution and at least 1 s has played on it; then screenshots the video element.
 // extras: the same page on an output with subtitles and thumbnails: picks the first subtitle track in
 //   the page's menu and waits for its cues to show, then moves the thumbnail scrub bar and reads the
-//   thumbnail the page draws.
+//   thumbnail the page draws; then switches to master.m3u8 with the page's button and waits for it to play.
 // report: the `abrpipe report` file. Records every request the page makes (anything but the file
 //   itself is blocked and counted), and returns every [data-key] element's data-value.
 // Both collect console errors, uncaught page errors and HTTP errors. --seconds is a hard budget.
@@ -179,7 +179,11 @@ async function extras() {
     await sleep(100);
   }
   if (!result.thumbnail) throw new Error('no thumbnail was drawn');
-  result.final_state = await page.evaluate(() => window.abrPlayer.state());
+  // The manifest buttons: switch to the HLS playlist of the same output, which must play too.
+  await page.click('#manifests button:text-is("HLS master.m3u8")');
+  result.switched = await until('switch to HLS', 20, (st) => st.manifest === 'master.m3u8' && !st.loading && st.active
+    && st.currentTime > 0.5 && st.readyState >= 2);
+  result.final_state = result.switched;
 }
 
 async function report() {

@@ -85,6 +85,8 @@ def test_player_page_shows_subtitles_and_thumbnails(with_extras):
     # t = 2 s is in the second 1.5-s tile of the 4 x 1 sheet: 160 px from its left edge.
     assert "thumbs/tile_1.jpg" in thumb["image"] and thumb["position"] == "-160px 0px", thumb
     assert (thumb["width"], thumb["height"]) == ("160px", "90px")
+    # The page's manifest button switched the same page to the HLS playlist, which played.
+    assert result["switched"]["manifest"] == "master.m3u8" and result["switched"]["currentTime"] > 0.5
 
 
 KID = "0123456789abcdef0123456789abcdef"
