@@ -31,7 +31,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -137,9 +137,9 @@ def resolve_request_path(root_real: str, raw_path: str) -> str:
 
 @dataclass(frozen=True)
 class ClearKeys:
-    """kid -> key, both 16 bytes, read from OUT/clearkey.json."""
+    """kid -> key, both 16 bytes, read from OUT/clearkey.json (never in a repr or a log line)."""
 
-    keys: dict[bytes, bytes]
+    keys: dict[bytes, bytes] = field(repr=False)
 
     @classmethod
     def load(cls, root: str) -> ClearKeys | None:
