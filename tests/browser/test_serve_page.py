@@ -62,7 +62,8 @@ TEXT_AND_THUMBNAILS = """
 
 @pytest.fixture(scope="module")
 def with_extras(encoded_tiny, clip_360p, tmp_path_factory) -> Path:
-    """The tiny ladder plus a WebVTT subtitle track and a DASH-IF thumbnail tile (4 x 1.5 s) in its MPD."""
+    """The tiny ladder plus a WebVTT subtitle track (in the MPD and in master.m3u8) and a DASH-IF
+    thumbnail tile (4 x 1.5 s) in the MPD."""
     out = tmp_path_factory.mktemp("extras") / "out"
     shutil.copytree(encoded_tiny, out)
     (out / "subs").mkdir()
@@ -71,6 +72,18 @@ def with_extras(encoded_tiny, clip_360p, tmp_path_factory) -> Path:
     ffmpeg("-i", str(clip_360p), "-vf", "fps=1/1.5,scale=160:90,tile=4x1", "-frames:v", "1", str(out / "thumbs" / "tile_1.jpg"))
     mpd = out / "manifest.mpd"
     mpd.write_text(mpd.read_text().replace("</Period>", TEXT_AND_THUMBNAILS + "</Period>"))
+    # The same subtitles for HLS: a one-segment WebVTT media playlist in a SUBTITLES group.
+    (out / "subs" / "playlist.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:6.0,\nen.vtt\n#EXT-X-ENDLIST\n")
+    master = out / "master.m3u8"
+    lines = []
+    for line in master.read_text().splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            line += ',SUBTITLES="subs"'
+        lines.append(line)
+        if line.startswith("#EXT-X-INDEPENDENT-SEGMENTS"):
+            lines.append('#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",LANGUAGE="en",AUTOSELECT=YES,URI="subs/playlist.m3u8"')
+    master.write_text("\n".join(lines) + "\n")
     return out
 
 
@@ -87,6 +100,7 @@ def test_player_page_shows_subtitles_and_thumbnails(with_extras):
     assert (thumb["width"], thumb["height"]) == ("160px", "90px")
     # The page's manifest button switched the same page to the HLS playlist, which played.
     assert result["switched"]["manifest"] == "master.m3u8" and result["switched"]["currentTime"] > 0.5
+    assert result["switched"]["texts"] == 1, "the HLS SUBTITLES rendition is offered too"
 
 
 KID = "0123456789abcdef0123456789abcdef"
