@@ -237,3 +237,19 @@ def test_bad_key_file_is_one_line(tmp_path):
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert proc.returncode == 3 and time.monotonic() - t0 < 30
     assert "clearkey.json: not a key file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_open_opens_the_page_once_listening(tmp_path, monkeypatch):
+    import webbrowser
+
+    from click.testing import CliRunner
+
+    from abrpipe.cli import cli
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    monkeypatch.setattr(serve, "serve_forever", lambda root, host, port, on_ready: on_ready(host, 43210))
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--open", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert opened == ["http://127.0.0.1:43210/"]
+    assert json.loads(result.stdout)["url"] == "http://127.0.0.1:43210/"
