@@ -113,10 +113,6 @@ class MediaSegment:
     def sync_sample_pts(self) -> tuple[int, ...]:
         return tuple(p for f in self.fragments for p in f.sync_sample_pts)
 
-    @property
-    def sample_bytes(self) -> int:
-        return sum(f.sample_bytes for f in self.fragments)
-
 
 # --------------------------------------------------------------------------
 # Box walking
