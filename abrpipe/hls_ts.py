@@ -149,27 +149,32 @@ class HlsTsStage:
             argv = remux_command(video, audio, shift_s, frame_s)
             log_path = os.path.join(ctx.log_dir, f"ffmpeg-ts-{video.id}.log")
             runner.run(argv, duration_s=video.duration_s, log_path=log_path, cwd=ctx.work_dir)
-            segments = _check_segments(ctx.work_dir, video, shift_s)
+            segments = _check_segments(ctx.work_dir, video)
             codecs = video.codec + (f",{audio.codec}" if audio is not None else "")
             variants.append(TsVariant(video.id, video.id, audio.id if audio else None, codecs, video.width,
                                       video.height, video.frame_rate, segments))
         return replace(title, ts=tuple(variants))
 
 
-def _check_segments(work_dir: str, video, shift_s: float) -> tuple[TsSegmentInfo, ...]:
-    """One TS segment per CMAF segment, each starting with PAT/PMT and an IDR at the CMAF start time."""
+def _check_segments(work_dir: str, video) -> tuple[TsSegmentInfo, ...]:
+    """One TS segment per CMAF segment, each starting with PAT/PMT and an IDR at its CMAF segment's
+    start time (on the TS clock: the muxer may move the whole timeline by a constant, never per segment)."""
     directory = os.path.join(work_dir, TS_DIR, video.id)
     names = sorted(n for n in os.listdir(directory) if n.endswith(".ts"))
     if len(names) != len(video.segments):
         raise OutputError(f"{directory}: the MPEG-TS remux wrote {len(names)} segment(s) for {len(video.segments)} CMAF segment(s)")
     out = []
+    origin = None
     for name, cmaf in zip(names, video.segments, strict=True):
         path = os.path.join(directory, name)
         try:
             seg = ts.read_file(path)
         except (OSError, ts.TsError) as exc:
             raise OutputError(f"{path}: the MPEG-TS remux wrote an unreadable segment ({exc})") from None
-        expected = round((cmaf.start / video.timescale + shift_s) * ts.PTS_HZ) % ts.PTS_WRAP
+        offset = round((cmaf.start - video.segments[0].start) * ts.PTS_HZ / video.timescale)
+        if origin is None and seg.first_video_pts is not None:
+            origin = seg.first_video_pts
+        expected = ((origin or 0) + offset) % ts.PTS_WRAP
         if not seg.psi_first or not seg.starts_with_idr or seg.first_video_pts is None or abs(seg.first_video_pts - expected) > 1:
             raise OutputError(
                 f"{path}: the MPEG-TS segment does not match CMAF segment {cmaf.uri} (PAT/PMT first: {seg.psi_first}, "

@@ -233,8 +233,10 @@ class ThumbnailStage:
             return ctx.title
         directory = os.path.join(ctx.work_dir, THUMBNAIL_DIR)
         every = frames_per_thumbnail(spec, ctx.plan.base_fps)
-        # The frame count of the encoded title: its longest video rendition on the base frame grid.
-        top = max(ctx.title.video, key=lambda r: r.duration_s)
+        # The frame count of the decoded title: a rendition at the full frame rate (the thumbnail
+        # branch sees every frame of that grid; a rung at half the rate may last one frame longer).
+        full = [r for r in ctx.title.video if r.frame_rate == ctx.plan.base_fps] or list(ctx.title.video)
+        top = max(full, key=lambda r: r.duration_s)
         frames = round(top.duration_s * ctx.plan.base_fps)
         count = math.ceil(frames / every)
         expected = math.ceil(count / spec.per_sheet)

@@ -99,79 +99,85 @@ def _nal_types(es: bytes, codec: str) -> list[int]:
     return types
 
 
+def _packets(data: bytes):
+    """(index, payload_unit_start, pid, continuity counter, has payload, payload) of every packet."""
+    for n in range(len(data) // PACKET):
+        p = data[n * PACKET : (n + 1) * PACKET]
+        if p[0] != SYNC:
+            raise TsError(f"packet {n} has no sync byte")
+        afc = (p[3] >> 4) & 0x3
+        start = 4 + (1 + p[4] if afc & 2 else 0)
+        has_payload = bool(afc & 1) and start < PACKET
+        yield n, bool(p[1] & 0x40), (p[1] & 0x1F) << 8 | p[2], p[3] & 0x0F, bool(afc & 1), p[start:] if has_payload else b""
+
+
+def _section(payload: bytes) -> tuple[bytes, int]:
+    section = payload[1 + payload[0] :]
+    return section, (section[1] & 0x0F) << 8 | section[2]
+
+
 def read(data: bytes) -> TsSegment:
     """Parse one segment. Raises TsError when it is not MPEG-TS (no sync bytes, a partial packet)."""
     if len(data) % PACKET:
         raise TsError(f"{len(data)} bytes is not a whole number of {PACKET}-byte packets")
     seg = TsSegment(packets=len(data) // PACKET)
+    packets = list(_packets(data))
+    # Pass 1: the program tables, wherever they are, so that a segment with late tables is still read.
     pmt_pids: set[int] = set()
+    first_pat = first_pmt = None
+    try:
+        for n, pusi, pid, _, _, payload in packets:
+            if pid == 0 and pusi and payload and first_pat is None:
+                first_pat = n
+                section, length = _section(payload)
+                for i in range(8, 3 + length - 4, 4):
+                    if section[i] << 8 | section[i + 1]:  # program 0 is the network PID
+                        pmt_pids.add((section[i + 2] & 0x1F) << 8 | section[i + 3])
+            elif pid in pmt_pids and pusi and payload and first_pmt is None:
+                first_pmt = n
+                section, length = _section(payload)
+                i = 12 + ((section[10] & 0x0F) << 8 | section[11])
+                while i + 5 <= 3 + length - 4:
+                    seg.streams[(section[i + 1] & 0x1F) << 8 | section[i + 2]] = section[i]
+                    i += 5 + ((section[i + 3] & 0x0F) << 8 | section[i + 4])
+    except IndexError:
+        raise TsError("a PAT or PMT section is cut short") from None
+    seg.has_pat, seg.has_pmt = first_pat is not None, first_pmt is not None
+    first_media = next((n for n, _, pid, _, _, _ in packets if pid in seg.streams), None)
+    seg.psi_first = (
+        first_pat is not None and first_pmt is not None and first_pat < first_pmt and (first_media is None or first_pmt < first_media)
+    )
+    # Pass 2: continuity counters and the elementary streams' PES headers.
     last_cc: dict[int, int] = {}
-    seen_media = False
+    video_pid = seg.video_pid
     first_video: bytearray | None = None
     first_video_done = False
-    for n in range(seg.packets):
-        p = data[n * PACKET : (n + 1) * PACKET]
-        if p[0] != SYNC:
-            raise TsError(f"packet {n} has no sync byte")
-        pusi = bool(p[1] & 0x40)
-        pid = (p[1] & 0x1F) << 8 | p[2]
-        afc = (p[3] >> 4) & 0x3
-        cc = p[3] & 0x0F
+    for n, pusi, pid, cc, counted, payload in packets:
         if pid == 0x1FFF:
             continue
-        if afc & 1:  # has payload: the continuity counter counts it (a repeat is allowed once)
+        if counted:  # a packet with payload: the counter moves on by one (a repeat is allowed once)
             previous = last_cc.get(pid)
             if previous is not None and cc not in ((previous + 1) & 0x0F, previous):
                 seg.cc_errors.append((pid, n))
             last_cc[pid] = cc
-        start = 4
-        if afc & 2:
-            start += 1 + p[4]
-        if not afc & 1 or start >= PACKET:
+        if pid not in seg.streams or not payload:
             continue
-        payload = p[start:]
-        if pid == 0 and pusi:
-            seg.has_pat = True
-            section = payload[1 + payload[0] :]
-            length = (section[1] & 0x0F) << 8 | section[2]
-            for i in range(8, 3 + length - 4, 4):
-                program = section[i] << 8 | section[i + 1]
-                if program:
-                    pmt_pids.add((section[i + 2] & 0x1F) << 8 | section[i + 3])
-        elif pid in pmt_pids and pusi:
-            seg.has_pmt = True
-            section = payload[1 + payload[0] :]
-            length = (section[1] & 0x0F) << 8 | section[2]
-            info_len = (section[10] & 0x0F) << 8 | section[11]
-            i = 12 + info_len
-            while i + 5 <= 3 + length - 4:
-                stream_type = section[i]
-                es_pid = (section[i + 1] & 0x1F) << 8 | section[i + 2]
-                seg.streams[es_pid] = stream_type
-                i += 5 + ((section[i + 3] & 0x0F) << 8 | section[i + 4])
-        elif pid in seg.streams:
-            if not seen_media:
-                seen_media = True
-                seg.psi_first = seg.has_pat and seg.has_pmt
-            is_video = seg.streams[pid] in VIDEO_TYPES
-            if pusi and payload[:3] == b"\x00\x00\x01":
-                flags = payload[7] >> 6
-                header_len = payload[8]
-                if flags & 2:
-                    pts = _timestamp(payload[9:14])
-                    seg.pts.setdefault(pid, []).append(pts)
-                    seg.dts.setdefault(pid, []).append(_timestamp(payload[14:19]) if flags == 3 else pts)
-                if is_video:
-                    if first_video is not None:
-                        first_video_done = True
-                    elif not first_video_done:
-                        first_video = bytearray(payload[9 + header_len :])
-                        continue
-            if is_video and first_video is not None and not first_video_done:
-                first_video += payload
+        if pusi and payload[:3] == b"\x00\x00\x01" and len(payload) >= 9:
+            flags = payload[7] >> 6
+            if flags & 2 and len(payload) >= 14:
+                pts = _timestamp(payload[9:14])
+                seg.pts.setdefault(pid, []).append(pts)
+                seg.dts.setdefault(pid, []).append(_timestamp(payload[14:19]) if flags == 3 and len(payload) >= 19 else pts)
+            if pid == video_pid:
+                if first_video is None:
+                    first_video = bytearray(payload[9 + payload[8] :])
+                else:
+                    first_video_done = True
+                continue
+        if pid == video_pid and first_video is not None and not first_video_done:
+            first_video += payload
     if first_video is not None:
-        codec = STREAM_TYPES.get(seg.streams.get(seg.video_pid or -1, 0), "h264")
-        seg.first_video_nal_types = _nal_types(bytes(first_video), codec)
+        seg.first_video_nal_types = _nal_types(bytes(first_video), seg.video_codec or "h264")
     return seg
 
 

@@ -88,7 +88,7 @@ _RULES = [
     Rule("TS-CONTINUITY", "error", "an MPEG-TS segment's timestamps do not continue from the previous segment (gap, overlap, reset)"),
     Rule("TS-CC", "error", "an MPEG-TS continuity counter skips within a segment (lost packets)"),
     # Thumbnails (trick play)
-    Rule("THUMB-PARSE", "error", "a WebVTT thumbnails track or an HLS image playlist cannot be read (syntax, times, EXT-X-TILES)"),
+    Rule("THUMB-PARSE", "error", "a WebVTT thumbnails track, HLS image playlist or DASH image Representation cannot be read"),
     Rule("THUMB-SHEET", "error", "a sprite sheet is not a readable JPEG or PNG image"),
     Rule("THUMB-TILE", "error", "a thumbnail tile lies outside its sprite sheet"),
     Rule("THUMB-COVERAGE", "warning", "the thumbnails do not cover the title from start to end without gaps"),

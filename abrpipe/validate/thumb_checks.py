@@ -130,6 +130,7 @@ class ThumbChecker:
                         rendition=name,
                         segment=count,
                     )
+                    total += duration or 0.0  # the time is there, only its tiles are not described
                     duration = tiles = None
                     continue
                 res, lay = _SIZE.match(tiles["RESOLUTION"]), _SIZE.match(tiles["LAYOUT"])
