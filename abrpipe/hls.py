@@ -174,7 +174,8 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 uri=f"{track.id}/{IMAGE_PLAYLIST}",
                 image_stream_info={
                     "bandwidth": track.peak_bps,
-                    "resolution": f"{track.sheet_width}x{track.sheet_height}",
+                    # One tile's size, as EXT-X-TILES says (image-media-playlist spec; Shaka multiplies it by LAYOUT).
+                    "resolution": f"{track.spec.tile_width}x{track.spec.tile_height}",
                     "codecs": "jpeg",
                 },
             )

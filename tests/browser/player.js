@@ -12,6 +12,7 @@
 //   window.abrTest.defects()   non-fatal errors that still mean broken media
 //                              (segment 404 retried, unparsable segment skipped)
 //   window.abrTest.warnings()  other non-fatal player errors (diagnostics only)
+//   window.abrTest.thumbnails(times)  Promise: image tracks and the tile for each time (Shaka)
 //   window.abrTest.currentTime()
 //   window.abrTest.state()     snapshot used by the driver (play.mjs)
 //
@@ -311,6 +312,23 @@
         var t = player.getVariantTracks().filter(function (t) { return t.active; })[0];
         return t ? variantLevel(t) : -1;
       },
+      // Seek-bar thumbnails: the image tracks Shaka found, and the tile it picks for each time.
+      thumbnails: function (times) {
+        var tracks = player.getImageTracks();
+        if (!tracks.length) return Promise.resolve({ tracks: [], thumbnails: [] });
+        return Promise.all(times.map(function (t) { return player.getThumbnails(tracks[0].id, t); })).then(function (list) {
+          return {
+            tracks: tracks.map(function (t) {
+              return { id: t.id, width: t.width, height: t.height, mimeType: t.mimeType, tilesLayout: t.tilesLayout };
+            }),
+            thumbnails: list.map(function (th, i) {
+              return th && { time: times[i], uri: th.uris[0], x: th.positionX, y: th.positionY, width: th.width,
+                             height: th.height, imageWidth: th.imageWidth, imageHeight: th.imageHeight,
+                             startTime: th.startTime, duration: th.duration };
+            }),
+          };
+        });
+      },
       extra: function () {
         var s = player.getStats();
         return { statsHeight: s.height, statsWidth: s.width, abrEnabled: player.getConfiguration().abr.enabled };
@@ -346,6 +364,9 @@
           adapter.forceLevel(i);
         },
         activeLevel: function () { return adapter.activeLevel(); },
+        thumbnails: function (times) {
+          return adapter.thumbnails ? adapter.thumbnails(times) : Promise.resolve(null);
+        },
         errors: function () { return fatal; },
         warnings: function () { return warnings; },
         defects: function () { return defects; },
