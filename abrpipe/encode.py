@@ -121,7 +121,7 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         # the boxes, the HLS playlists and DASH's SegmentTimeline agree exactly (CMAF style).
         "format_options": "movflags=+negative_cts_offsets:use_editlist=0",
     }
-    if plan.video:
+    if plan.video and plan.base_fps:
         # One moof per GOP inside each segment: every keyframe gets its own byte range for the
         # I-frame playlists. Half a frame of slack keeps each cut on its keyframe.
         opts["frag_type"] = "duration"

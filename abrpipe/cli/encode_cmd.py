@@ -139,13 +139,14 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
-    if not quiet:
+    if not quiet and result.plan is not None:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:
             err.print(f"note: {note}", highlight=False, markup=False)
         err.print(summary_table(renditions))
-        err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd", highlight=False, markup=False)
+        also = " and master-ts.m3u8" if result.title is not None and result.title.ts else ""
+        err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd{also}", highlight=False, markup=False)
 
 
 def summary_table(renditions: list[dict]) -> Table:

@@ -303,7 +303,7 @@ class DashChecker:
             # Thumbnail sheets, not media segments.
             ThumbChecker(ctx).dash_image_set(path, name, [ref.path for ref in refs], rep, aset)
             return None
-        declared = [d / timescale for _, d in entries]
+        declared: list[float | None] = [d / timescale for _, d in entries]
         r = ctx.rendition(name, init_path, refs, declared, referrer=path)
         self._timeline_vs_boxes(r, entries, timescale, bool(timelines), rel, name)
         self._attributes(r, rep, aset, rel, name)

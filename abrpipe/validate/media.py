@@ -450,28 +450,31 @@ class Context:
                 segment=ref.number,
             )
             return _Parsed(False, size)
-        where = {"file": self.rel(ref.path), "rendition": name, "segment": ref.number}
+        file = self.rel(ref.path)
         with open(ref.path, "rb") as fh:
             fh.seek(ref.offset or 0)
             data = fh.read(size)
         try:
             info = ts.read(data)
         except ts.TsError as exc:
-            self.report.add("SEG-INVALID", f"not readable as MPEG-TS: {exc}", **where)
+            self.report.add("SEG-INVALID", f"not readable as MPEG-TS: {exc}", file=file, rendition=name, segment=ref.number)
             return _Parsed(False, size)
         if not info.psi_first:
             found = "no PAT" if not info.has_pat else "no PMT" if not info.has_pmt else "media packets before the PAT/PMT"
-            self.report.add("TS-PSI", f"does not start with a PAT and a PMT ({found}): a player cannot join here", **where)
+            self.report.add("TS-PSI", f"does not start with a PAT and a PMT ({found}): a player cannot join here", file=file, rendition=name, segment=ref.number)
         if info.starts_with_idr is False:
             self.report.add(
-                "TS-IDR", f"the first video picture is not an IDR (NAL types {info.first_video_nal_types[:6]})", **where
+                "TS-IDR", f"the first video picture is not an IDR (NAL types {info.first_video_nal_types[:6]})",
+                file=file, rendition=name, segment=ref.number,
             )
         if info.cc_errors:
             pid, packet = info.cc_errors[0]
             self.report.add(
                 "TS-CC",
                 f"{len(info.cc_errors)} continuity counter jump(s), first on PID {pid:#x} at packet {packet}: packets were lost",
-                **where,
+                file=file,
+                rendition=name,
+                segment=ref.number,
             )
         return _Parsed(True, size, ts_info=info)
 
