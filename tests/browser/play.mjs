@@ -25,6 +25,7 @@
 //          --user-data-dir DIR (default: fresh temp dir, removed afterwards)
 //          --screenshot FILE.png  --allow-http-errors  --verbose
 //          --thumbnails T1,T2,...  (Shaka: report the image tracks and the tile shown at each time)
+//          --thumbnails-track PATH  (with --thumbnails: read this WebVTT thumbnails track, relative to the manifest)
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -78,6 +79,7 @@ function parseArgs(argv) {
       case '--allow-http-errors': o.allowHttpErrors = true; break;
       case '--verbose': o.verbose = true; break;
       case '--thumbnails': o.thumbnailTimes = next().split(',').map((t) => num(t, a)); break;
+      case '--thumbnails-track': o.thumbnailsTrack = next(); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
     }
@@ -342,7 +344,9 @@ async function main() {
   log('levels', JSON.stringify(result.levels));
   if (opt.thumbnailTimes) {
     // What the player's seek bar would show at these times (null where the player has no API for it).
-    result.thumbnails = await withTimeout(page.evaluate((ts) => window.abrTest.thumbnails(ts), opt.thumbnailTimes), 15000, 'thumbnails');
+    const track = opt.thumbnailsTrack ? new URL(opt.thumbnailsTrack, opt.manifest).href : null;
+    result.thumbnails = await withTimeout(page.evaluate(([ts, url]) => window.abrTest.thumbnails(ts, url), [opt.thumbnailTimes, track]),
+      15000, 'thumbnails');
   }
 
   // Audio-only variants (height 0 next to real video levels) are not renditions to pin.

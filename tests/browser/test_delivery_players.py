@@ -1,8 +1,8 @@
 """Thumbnails and the MPEG-TS HLS set in real players (headless Chromium):
 
-- Shaka Player finds the thumbnail track in the MPD (DASH-IF image AdaptationSet) and in the HLS
-  multivariant playlist (EXT-X-IMAGE-STREAM-INF), and for a given time returns the right sheet and
-  the right tile in it, on the last, partly filled sheet too;
+- Shaka Player finds the thumbnail track in the MPD (DASH-IF image AdaptationSet), in the HLS
+  multivariant playlist (EXT-X-IMAGE-STREAM-INF) and in the sidecar WebVTT track, and for a given time
+  returns the right sheet and the right tile in it, on the last, partly filled sheet too;
 - hls.js plays master-ts.m3u8 (MPEG-TS segments, audio muxed in) and switches renditions.
 """
 
@@ -48,17 +48,21 @@ def delivered(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("manifest", ["manifest.mpd", "master.m3u8"])
-def test_shaka_thumbnails(delivered, manifest):
+@pytest.mark.parametrize(("manifest", "track"), [("manifest.mpd", None), ("master.m3u8", None),
+                                                 ("manifest.mpd", "thumbnails/thumbnails.vtt")])
+def test_shaka_thumbnails(delivered, manifest, track):
+    """From the MPD's image AdaptationSet, the HLS image playlist, and the sidecar WebVTT track."""
     require_browser()
     times = ",".join(str(t) for t, *_ in EXPECTED)
-    result = play(delivered, "shaka", manifest, seconds=60, extra_args=["--thumbnails", times])
+    args = ["--thumbnails", times] + (["--thumbnails-track", track] if track else [])
+    result = play(delivered, "shaka", manifest, seconds=60, extra_args=args)
     assert result["ok"], summary(result)
     found = result.get("thumbnails") or {}
     assert len(found.get("tracks", [])) == 1, found
     for (t, sheet, x, y), thumb in zip(EXPECTED, found["thumbnails"], strict=True):
         assert thumb is not None, (manifest, t)
-        assert thumb["uri"].endswith(f"thumbnails/sheet_{sheet:05d}.jpg"), (t, thumb)
+        # (from WebVTT, Shaka keeps the #xywh fragment on the URI: the file is the part before it)
+        assert thumb["uri"].split("#")[0].endswith(f"thumbnails/sheet_{sheet:05d}.jpg"), (t, thumb)
         assert (thumb["x"], thumb["y"], thumb["width"], thumb["height"]) == (x, y, 64, 36), (t, thumb)
         assert thumb["startTime"] <= t < thumb["startTime"] + thumb["duration"] + 1e-3, (t, thumb)
         assert abs(thumb["duration"] - 1.0) < 0.01, (t, thumb)
