@@ -159,12 +159,12 @@ def plan_ladder(source: SourceMedia, profile: Profile, *, audio_tracks: str | tu
 
 
 # What the MPEG-TS set carries: the codecs older HLS devices play in TS (H.264 by any encoder, AAC-LC).
-TS_VIDEO_FAMILY = "avc"
 TS_AUDIO_CODECS = ("aac",)
 
 
 def ts_video(rung: PlannedRung) -> bool:
     from abrpipe import codecs
+    from abrpipe.hls_ts import TS_VIDEO_FAMILY
 
     return getattr(codecs.get(rung.codec), "family", None) == TS_VIDEO_FAMILY
 
