@@ -296,6 +296,14 @@ def test_ts_carries_the_same_frames_in_sync(delivered, tmp_path):
     assert abs(audio_pts - video_pts) <= 90000 * 1024 // 48000, (audio_pts, video_pts)
 
 
+def test_job_record(delivered):
+    import json
+
+    record = json.loads((delivered / "abrpipe.json").read_text())
+    assert record["thumbnails"] == [{"directory": "thumbnails", "spec": SPEC, "count": 5, "sheets": 2}]
+    assert [(v["directory"], v["segments"]) for v in record["hls_ts"]] == [("ts/270p-350k", 3), ("ts/180p-150k", 3)]
+
+
 def test_output_validates_strictly(delivered):
     report = validate_output(str(delivered), dash_schema=schema_dir(), strict=True)
     assert report.ok(strict=True), [f"{f.rule}: {f.message}" for f in report.findings if f.severity != "info"]
