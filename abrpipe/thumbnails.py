@@ -88,6 +88,9 @@ def filters(spec: ThumbnailSpec, fps: Fraction) -> list[tuple[str, dict[str, str
     return [
         # Frame n, n+N, ...: exact times on the frame grid, and a count known in advance (ceil(frames/N)).
         ("select", {"expr": f"not(mod(n,{every}))"}),  # ffmpeg-python escapes the comma
+        # Square pixels first (anamorphic sources), on the selected frames only.
+        ("scale", {"w": "trunc(iw*sar/2)*2", "h": "ih"}),
+        ("setsar", {"sar": "1"}),
         # Fit inside the tile, then letterbox: every tile is exactly WxH, whatever the source's aspect.
         ("scale", {"w": str(w), "h": str(h), "force_original_aspect_ratio": "decrease", "force_divisible_by": "2"}),
         ("pad", {"w": str(w), "h": str(h), "x": "(ow-iw)/2", "y": "(oh-ih)/2"}),
