@@ -1,7 +1,7 @@
 """Legacy HLS with MPEG-TS segments, from the same encoded frames as the CMAF set.
 
 Older set-top boxes and TVs play HLS only as MPEG-TS. Nothing is encoded again: each H.264 rendition's
-CMAF segments (init + seg_*.m4s, read as one fragmented MP4 through FFmpeg's concat protocol) are
+CMAF segments (init + seg_*.m4s, read as one fragmented MP4 through FFmpeg's concatf protocol) are
 remuxed with `-c copy` by FFmpeg's segment muxer, cut at the CMAF segment starts, so the TS set has the
 same frames on the same grid. A remux after the encode (rather than a tee muxer inside it) leaves the
 encode untouched, cuts exactly where the CMAF boundaries were measured, and can be checked segment by
@@ -64,11 +64,16 @@ class TsVariant:
         return max((s.duration_s for s in self.segments), default=0.0)
 
 
-def _concat(rendition) -> str:
-    """The concat protocol URL of one rendition's init + segments (paths relative to the work area)."""
+def _segment_list(rendition, list_dir: str) -> str:
+    """Writes the list of one rendition's init + segments (paths relative to the work area) for
+    FFmpeg's concatf protocol, which reads them as one fragmented MP4; a file, not the command line,
+    so that a long title's thousands of segments never hit the argument length limit."""
     from abrpipe.encode import INIT_NAME
 
-    return "concat:" + "|".join(f"{rendition.id}/{name}" for name in [INIT_NAME] + [s.uri for s in rendition.segments])
+    path = os.path.join(list_dir, f"ts-{rendition.id}.list")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(f"{rendition.id}/{name}\n" for name in [INIT_NAME] + [s.uri for s in rendition.segments])
+    return path
 
 
 def _audio_for_ts(title):
@@ -99,16 +104,18 @@ def _demuxed_start_ticks(work_dir: str, video) -> int:
                           f"({result.stderr.strip()[-200:]})") from None
 
 
-def remux_command(video, audio, shift_s: float, frame_s: float) -> list[str]:
+def remux_command(video, audio, shift_s: float, frame_s: float, list_dir: str) -> list[str]:
     """ffmpeg argv (run in the work area) that remuxes one video rendition (+ audio) into TS segments."""
     boundaries = [(s.start / video.timescale) + shift_s for s in video.segments[1:]]
     argv = [
         tools.ffmpeg_path(), "-hide_banner", "-nostdin", "-v", "error", "-progress", "pipe:1", "-nostats",
-        "-protocol_whitelist", "file,concat", "-i", _concat(video),
+        "-protocol_whitelist", "file,concatf",  # local files, listed in a file
+        "-i", f"concatf:{_segment_list(video, list_dir)}",
     ]
     if audio is not None:
         # The demuxer moved the video by shift_s (see _demuxed_start_ticks): move the audio with it.
-        argv += ["-itsoffset", f"{shift_s:.6f}", "-protocol_whitelist", "file,concat", "-i", _concat(audio)]
+        argv += ["-itsoffset", f"{shift_s:.6f}", "-protocol_whitelist", "file,concatf",
+                 "-i", f"concatf:{_segment_list(audio, list_dir)}"]
     argv += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
     argv += [
         "-c", "copy",  # the same encoded frames: no second encode
@@ -146,7 +153,7 @@ class HlsTsStage:
             start = _demuxed_start_ticks(ctx.work_dir, video)
             shift_s = (start - video.segments[0].start) / video.timescale
             frame_s = float(1 / video.frame_rate) if video.frame_rate else 0.04
-            argv = remux_command(video, audio, shift_s, frame_s)
+            argv = remux_command(video, audio, shift_s, frame_s, ctx.log_dir)
             log_path = os.path.join(ctx.log_dir, f"ffmpeg-ts-{video.id}.log")
             runner.run(argv, duration_s=video.duration_s, log_path=log_path, cwd=ctx.work_dir)
             segments = _check_segments(ctx.work_dir, video)
