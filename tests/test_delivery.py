@@ -400,3 +400,12 @@ def test_rule_thumb_sheet(copy, delivered):
 def test_missing_sheet_is_file_missing(copy, delivered):
     (copy / "thumbnails" / "sheet_00002.jpg").unlink()
     assert _new_rules(copy, delivered) == {"FILE-MISSING"}
+
+
+def test_ts_extinf_is_checked_against_the_segments(copy, delivered):
+    playlist = _ts_variants(copy)[0]
+    lines = playlist.read_text().splitlines()
+    at = lines.index("seg_00001.ts") - 1
+    lines[at] = f"#EXTINF:{float(lines[at][8:].rstrip(',')) - 0.5:.3f},"  # half a second short
+    playlist.write_text("\n".join(lines) + "\n")
+    assert _new_rules(copy, delivered) == {"HLS-EXTINF-MISMATCH"}

@@ -106,8 +106,13 @@ class Rendition:
         return [s for s in self.segments if s.readable]
 
     def real_s(self, i: int) -> float | None:
-        """Duration of segment i from its boxes, or None when it could not be read."""
+        """Duration of segment i from its boxes (MPEG-TS: its video PTS span), or None when it could
+        not be read."""
         seg = self.segments[i]
+        info = seg.parsed.ts_info
+        if self.format == "ts" and info is not None:
+            first, end = info.first_video_pts, info.video_end_pts()
+            return ((end - first) % ts.PTS_WRAP) / ts.PTS_HZ if first is not None and end is not None else None
         if not self.analysed or not seg.readable:
             return None
         return seg.parsed.duration / self.timescale
