@@ -24,7 +24,7 @@
 //          --chromium PATH  --allow-media-errors
 //          --user-data-dir DIR (default: fresh temp dir, removed afterwards)
 //          --screenshot FILE.png  --allow-http-errors  --verbose
-//          --thumbnails T1,T2,...  (Shaka: report the image tracks and the tile shown at each time)
+//          --thumbnails T1,T2,...  (Shaka, dash.js: report the image tracks and the tile shown at each time)
 //          --thumbnails-track PATH  (with --thumbnails: read this WebVTT thumbnails track, relative to the manifest)
 
 import { chromium } from 'playwright-core';

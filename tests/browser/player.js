@@ -13,7 +13,7 @@
 //                              (segment 404 retried, unparsable segment skipped)
 //   window.abrTest.warnings()  other non-fatal player errors (diagnostics only)
 //   window.abrTest.thumbnails(times[, vttUrl])  Promise: image tracks (or the WebVTT thumbnails
-//                              track at vttUrl) and the tile for each time (Shaka)
+//                              track at vttUrl) and the tile for each time (Shaka, dash.js)
 //   window.abrTest.currentTime()
 //   window.abrTest.state()     snapshot used by the driver (play.mjs)
 //
@@ -234,6 +234,20 @@
       activeLevel: function () {
         for (var i = 0; i < levels.length; i++) if (levels[i].id === renderedId) return i;
         return -1;
+      },
+      // Seek-bar thumbnails from the MPD's image AdaptationSet (dash.js's provideThumbnail).
+      thumbnails: function (times) {
+        var wanted = times.map(function (t) {
+          return new Promise(function (resolve) { player.provideThumbnail(t, resolve); });
+        });
+        return Promise.all(wanted).then(function (list) {
+          return {
+            tracks: null,
+            thumbnails: list.map(function (th, i) {
+              return th && { time: times[i], uri: th.url, x: th.x, y: th.y, width: th.width, height: th.height };
+            }),
+          };
+        });
       },
       extra: function () { return { requested: currentRep(), rendered: renderedId }; },
     };

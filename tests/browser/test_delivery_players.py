@@ -2,7 +2,8 @@
 
 - Shaka Player finds the thumbnail track in the MPD (DASH-IF image AdaptationSet), in the HLS
   multivariant playlist (EXT-X-IMAGE-STREAM-INF) and in the sidecar WebVTT track, and for a given time
-  returns the right sheet and the right tile in it, on the last, partly filled sheet too;
+  returns the right sheet and the right tile in it, on the last, partly filled sheet too; dash.js's
+  provideThumbnail() does the same from the MPD;
 - hls.js plays master-ts.m3u8 (MPEG-TS segments, audio muxed in) and switches renditions.
 """
 
@@ -66,6 +67,17 @@ def test_shaka_thumbnails(delivered, manifest, track):
         assert (thumb["x"], thumb["y"], thumb["width"], thumb["height"]) == (x, y, 64, 36), (t, thumb)
         assert thumb["startTime"] <= t < thumb["startTime"] + thumb["duration"] + 1e-3, (t, thumb)
         assert abs(thumb["duration"] - 1.0) < 0.01, (t, thumb)
+
+
+def test_dashjs_thumbnails(delivered):
+    require_browser()
+    times = ",".join(str(t) for t, *_ in EXPECTED)
+    result = play(delivered, "dashjs", "manifest.mpd", seconds=60, extra_args=["--thumbnails", times])
+    assert result["ok"], summary(result)
+    for (t, sheet, x, y), thumb in zip(EXPECTED, result["thumbnails"]["thumbnails"], strict=True):
+        assert thumb is not None, t
+        assert thumb["uri"].endswith(f"thumbnails/sheet_{sheet:05d}.jpg"), (t, thumb)
+        assert (thumb["x"], thumb["y"], thumb["width"], thumb["height"]) == (x, y, 64, 36), (t, thumb)
 
 
 def test_hlsjs_plays_the_ts_set_and_switches(delivered):
