@@ -4,7 +4,7 @@
   multivariant playlist (EXT-X-IMAGE-STREAM-INF) and in the sidecar WebVTT track, and for a given time
   returns the right sheet and the right tile in it, on the last, partly filled sheet too; dash.js's
   provideThumbnail() does the same from the MPD;
-- hls.js plays master-ts.m3u8 (MPEG-TS segments, audio muxed in) and switches renditions.
+- hls.js and Shaka play master-ts.m3u8 (MPEG-TS segments, audio muxed in) and switch renditions.
 """
 
 from __future__ import annotations
@@ -80,9 +80,10 @@ def test_dashjs_thumbnails(delivered):
         assert (thumb["x"], thumb["y"], thumb["width"], thumb["height"]) == (x, y, 64, 36), (t, thumb)
 
 
-def test_hlsjs_plays_the_ts_set_and_switches(delivered):
+@pytest.mark.parametrize("player", ["hlsjs", "shaka"])
+def test_ts_set_plays_and_switches(delivered, player):
     require_browser()
-    result = play(delivered, "hlsjs", "master-ts.m3u8", seconds=90)
+    result = play(delivered, player, "master-ts.m3u8", seconds=90)
     assert result["killed_leftovers"] == 0
     assert result["ok"], summary(result)
     assert len({lvl["height"] for lvl in result["levels"]}) == 3, result["levels"]
