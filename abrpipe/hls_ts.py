@@ -93,7 +93,9 @@ def _demuxed_start_ticks(work_dir: str, video) -> int:
     argv = [
         tools.ffprobe_path(), "-v", "error",
         "-protocol_whitelist", "file,concat",  # the concat protocol reads local files only
-        "-select_streams", "v:0", "-show_entries", "packet=pts", "-read_intervals", "%+#1", "-of", "csv=p=0",
+        "-select_streams", "v:0", "-show_entries", "packet=pts",
+        "-read_intervals", "%+#1",  # the first packet only
+        "-of", "csv=p=0",
         f"concat:{video.id}/{INIT_NAME}|{video.id}/{video.segments[0].uri}",
     ]
     result = runner.capture_result(argv, timeout_s=60, cwd=work_dir)

@@ -70,7 +70,7 @@ def parse_spec(value: object) -> ThumbnailSpec:
     except ValueError:
         raise ValueError(f"{value!r}: {_SPEC_HELP}") from None
     if width * height > MAX_TILE_PIXELS or width % 2 or height % 2:
-        raise ValueError(f"{value!r}: tiles must have even sides and at most 1920x1080 pixels")
+        raise ValueError(f"{value!r}: tiles must have even sides and at most 1920x1080 pixels in all")
     if columns > MAX_GRID or rows > MAX_GRID:
         raise ValueError(f"{value!r}: at most {MAX_GRID}x{MAX_GRID} tiles per sheet")
     return ThumbnailSpec(interval, width, height, columns, rows)
