@@ -25,6 +25,7 @@ from mpegdash.parser import MPEGDASHParser
 
 from abrpipe.encode import INIT_NAME
 from abrpipe.package import MPD_NAME, Rendition, Title
+from abrpipe.thumbnails import SHEET_TEMPLATE, ImageTrack
 from abrpipe.units import format_rate
 
 DASH_NS = "urn:mpeg:dash:schema:mpd:2011"
@@ -143,7 +144,7 @@ def build_mpd(title: Title) -> MPEGDASH:
     period = Period()
     period.id = "0"
     period.start = "PT0S"
-    sets = []
+    sets: list[AdaptationSet] = []
     families: dict[str, list[Rendition]] = {}
     for v in title.video:
         families.setdefault(v.codec_family or v.codec.split(".")[0], []).append(v)
@@ -154,9 +155,39 @@ def build_mpd(title: Title) -> MPEGDASH:
         languages.setdefault((a.language, a.codec.split(".")[0]), []).append(a)
     for renditions in languages.values():
         sets.append(_audio_set(len(sets), renditions))
+    for track in title.images:
+        sets.append(_image_set(len(sets), track))
     period.adaptation_sets = sets
     mpd.periods = [period]
     return mpd
+
+
+THUMBNAIL_SCHEME = "http://dashif.org/thumbnail_tile"  # DASH-IF IOP 4.3, 6.2.6 (tiled thumbnails)
+
+
+def _image_set(set_id: int, track: ImageTrack) -> AdaptationSet:
+    """DASH-IF thumbnails: one image Representation whose segments are the sprite sheets.
+
+    Sheets follow a number-based template at the full sheet duration, so a player divides each sheet's
+    duration by its tile count (Shaka, dash.js) and finds the same tile times on the last, partly
+    filled sheet; the Period's end cuts that last sheet short."""
+    aset = AdaptationSet()
+    aset.id = set_id
+    aset.content_type = "image"
+    aset.mime_type = "image/jpeg"
+    template = SegmentTemplate()
+    template.timescale = 1000
+    template.duration = round(track.sheet_duration_s * 1000)
+    template.start_number = 1
+    template.media = f"{track.id}/{SHEET_TEMPLATE}"
+    rep = Representation()
+    rep.id = f"thumbnails_{track.spec.tile_width}x{track.spec.tile_height}"
+    rep.bandwidth = max(track.peak_bps, 1)
+    rep.width, rep.height = track.sheet_width, track.sheet_height
+    rep.essential_properties = [_descriptor(THUMBNAIL_SCHEME, track.spec.layout)]
+    rep.segment_templates = [template]
+    aset.representations = [rep]
+    return aset
 
 
 def write_mpd(out_dir: str, title: Title) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import ffmpeg
 
-from abrpipe import codecs, runner, tools
+from abrpipe import codecs, runner, thumbnails, tools
 from abrpipe.plan import LadderPlan, PlannedAudio, PlannedRung
 from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia
 from abrpipe.runner import Progress
@@ -39,13 +39,17 @@ class EncodeCommand:
         return f"cd {shlex.quote(self.cwd)} && {shlex.join(self.argv)}"
 
 
-def _video_graph(source: SourceMedia, plan: LadderPlan):
-    """The decoded video, once, as one stream per rung."""
+def _video_graph(source: SourceMedia, plan: LadderPlan, *, thumbnails: bool = False):
+    """The decoded video, once, as one stream per rung (plus, with `thumbnails`, the thumbnail
+    branch, last)."""
     assert source.video is not None and plan.base_fps is not None
     device_options = {k: v for r in plan.video for k, v in _video_encoder(r).input_options().items()}
     inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS, **device_options)
     v = apply_filters(inp[str(source.video.index)], source_filters(plan))
-    branches = [v] if len(plan.video) == 1 else [v.filter_multi_output("split", len(plan.video)).stream(i) for i in range(len(plan.video))]
+    count = len(plan.video) + (1 if thumbnails else 0)
+    branches = [v] if count == 1 else [v.filter_multi_output("split", count).stream(i) for i in range(count)]
+    extra = branches[len(plan.video):]
+    branches = branches[: len(plan.video)]
     streams = []
     for rung, branch in zip(plan.video, branches, strict=True):
         if rung.fps_divisor > 1:
@@ -55,7 +59,7 @@ def _video_graph(source: SourceMedia, plan: LadderPlan):
         for name, args in _video_encoder(rung).filters(rung):  # e.g. the upload to a hardware encoder
             branch = branch.filter(name, **args)
         streams.append(branch)
-    return inp, streams
+    return inp, streams + extra
 
 
 Filter = tuple[str, dict[str, str]]  # (ffmpeg filter name, its options)
@@ -117,7 +121,7 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         # the boxes, the HLS playlists and DASH's SegmentTimeline agree exactly (CMAF style).
         "format_options": "movflags=+negative_cts_offsets:use_editlist=0",
     }
-    if plan.video:
+    if plan.video and plan.base_fps:
         # One moof per GOP inside each segment: every keyframe gets its own byte range for the
         # I-frame playlists. Half a frame of slack keeps each cut on its keyframe.
         opts["frag_type"] = "duration"
@@ -187,8 +191,11 @@ def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list
     streams, options = [], {}
     two_pass_rungs = tuple(r for r in plan.video if r.rate_control == "2pass")
     two_pass = bool(two_pass_rungs)
+    extra_outputs = []
     if plan.video:
-        inp, video_streams = _video_graph(source, plan)
+        inp, video_streams = _video_graph(source, plan, thumbnails=plan.thumbnails is not None)
+        if plan.thumbnails is not None:
+            extra_outputs.append(thumbnail_output(video_streams.pop(), plan))
         for n, (rung, stream) in enumerate(zip(plan.video, video_streams, strict=True)):
             streams.append(stream)
             options.update(_per_stream(video_options(rung, plan, 2 if two_pass else None), "v", n))
@@ -196,6 +203,8 @@ def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list
         streams.append(stream)
         options.update(_per_stream(_audio_options(audio, plan), "a", n))
     main = ffmpeg.output(*streams, MUXER_MANIFEST, **options, **segmenter_options(plan))
+    if extra_outputs:
+        main = ffmpeg.merge_outputs(main, *extra_outputs)  # one process, one decode, several outputs
     commands = []
     if two_pass:
         # The analysis pass encodes the two-pass rungs and throws the video away. The other rungs
@@ -212,6 +221,13 @@ def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list
     argv = main.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
     commands.append(EncodeCommand(argv, "encode", 0.6 if two_pass else 1.0, work_dir))
     return commands
+
+
+def thumbnail_output(branch, plan: LadderPlan):
+    """The thumbnail branch of the split: sprite sheets as JPEG files (thumbnails.py)."""
+    assert plan.thumbnails is not None and plan.base_fps is not None
+    sheets = apply_filters(branch, thumbnails.filters(plan.thumbnails, plan.base_fps))
+    return ffmpeg.output(sheets, thumbnails.output_path(), **thumbnails.output_options())
 
 
 def rendition_ids(plan: LadderPlan) -> list[str]:
@@ -232,6 +248,8 @@ def run_encode(
     ids = rendition_ids(plan)
     for n in range(len(ids)):
         os.makedirs(os.path.join(work_dir, f"{STREAM_DIR}{n}"), exist_ok=True)
+    if plan.thumbnails is not None:
+        os.makedirs(os.path.join(work_dir, thumbnails.THUMBNAIL_DIR), exist_ok=True)
     commands = build_commands(source, plan, work_dir)
     done = 0.0
     for command in commands:

@@ -36,6 +36,13 @@ class AbrpipeError(Exception):
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
 
+class UsageError(AbrpipeError):
+    """A command-line option's value is wrong: one line naming the option (click's own usage errors
+    also exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InputError(AbrpipeError):
     exit_code = ExitCode.INPUT
 

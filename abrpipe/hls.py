@@ -3,12 +3,15 @@ library from the package model (never from templates)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import m3u8
 
 from abrpipe.encode import INIT_NAME
+from abrpipe.hls_ts import TS_MASTER
 from abrpipe.package import IFRAME_PLAYLIST, MASTER_NAME, MEDIA_PLAYLIST, Rendition, Title, target_duration
+from abrpipe.thumbnails import IMAGE_PLAYLIST, ImageTrack
 
 HLS_VERSION = 7  # fMP4 segments with EXT-X-MAP in media playlists (RFC 8216 section 7)
 PREFERRED_START_KBPS = 2000  # Apple 1.32: the first listed variant should be about 2 Mb/s
@@ -105,7 +108,7 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 )
             )
     variants = []
-    audio_choices = list(groups.items()) or [(None, [])]
+    audio_choices = list(groups.items()) or [("", [])]  # no audio: one choice, no AUDIO group
     for v in title.video:
         for group_id, renditions in audio_choices:
             # BANDWIDTH: the worst case of this variant with any rendition of its audio group.
@@ -163,6 +166,106 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 },
             )
         )
+    for track in title.images:
+        written.append(_write_image_playlist(out_dir, track))
+        master.add_image_playlist(
+            m3u8.ImagePlaylist(
+                base_uri=None,
+                uri=f"{track.id}/{IMAGE_PLAYLIST}",
+                image_stream_info={
+                    "bandwidth": track.peak_bps,
+                    # One tile's size, as EXT-X-TILES says (image-media-playlist spec; Shaka multiplies it by LAYOUT).
+                    "resolution": f"{track.spec.tile_width}x{track.spec.tile_height}",
+                    "codecs": "jpeg",
+                },
+            )
+        )
     master.dump(os.path.join(out_dir, MASTER_NAME))
     written.append(MASTER_NAME)
+    if title.ts:
+        written += write_ts(out_dir, title)
+    return written
+
+
+# -- thumbnails: the image media playlist (Roku / image-media-playlist spec v0.4) ------------------
+
+
+class _TiledSegment(m3u8.Segment):
+    """A sheet of an image playlist: EXT-X-TILES between its EXTINF and its URI."""
+
+    def __init__(self, tiles: m3u8.Tiles, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tiles = tiles
+
+    def dumps(self, last_segment, timespec="milliseconds", infspec="auto"):
+        text = super().dumps(last_segment, timespec, infspec)
+        head, _, uri = text.rpartition("\n")
+        return f"{head}\n{self.tiles.dumps()}\n{uri}"
+
+
+def image_playlist(track: ImageTrack) -> m3u8.M3U8:
+    pl = m3u8.M3U8()
+    pl.version = HLS_VERSION
+    pl.media_sequence = 1
+    pl.playlist_type = "vod"
+    pl.is_images_only = True
+    pl.is_endlist = True
+    spans = [track.sheet_span(k) for k in range(len(track.sheets))]
+    pl.target_duration = max(1, max(math.ceil(d) for _, d in spans))
+    tiles = m3u8.Tiles(f"{track.spec.tile_width}x{track.spec.tile_height}", track.spec.layout, f"{track.spec.interval_s:g}")
+    for name, (_, duration) in zip(track.sheets, spans, strict=True):
+        pl.segments.append(_TiledSegment(tiles, uri=name, duration=round(duration, 3)))
+    return pl
+
+
+def _write_image_playlist(out_dir: str, track: ImageTrack) -> str:
+    image_playlist(track).dump(os.path.join(out_dir, track.id, IMAGE_PLAYLIST))
+    return f"{track.id}/{IMAGE_PLAYLIST}"
+
+
+# -- the MPEG-TS set ---------------------------------------------------------------------------------
+
+# Version 3: decimal EXTINF durations are the newest feature the TS playlists use (RFC 8216 section 7);
+# no EXT-X-MAP, byte ranges or I-frame playlists, so the oldest clients accept them.
+TS_HLS_VERSION = 3
+
+
+def write_ts(out_dir: str, title: Title) -> list[str]:
+    """ts/<id>/playlist.m3u8 for each TS variant (audio muxed in), and master-ts.m3u8."""
+    target = max(1, max(math.floor(v.max_segment_s + 0.5) for v in title.ts))
+    written = []
+    master = m3u8.M3U8()
+    master.is_variant = True
+    master.version = TS_HLS_VERSION
+    master.is_independent_segments = True
+    variants = []
+    for v in title.ts:
+        pl = m3u8.M3U8()
+        pl.version = TS_HLS_VERSION
+        pl.target_duration = target
+        pl.media_sequence = None
+        pl.playlist_type = "vod"
+        pl.is_independent_segments = True
+        pl.is_endlist = True
+        for seg in v.segments:
+            pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration_s))
+        pl.dump(os.path.join(out_dir, v.directory, MEDIA_PLAYLIST))
+        written.append(f"{v.directory}/{MEDIA_PLAYLIST}")
+        info = {
+            "bandwidth": v.peak_bps,
+            "average_bandwidth": v.average_bps,
+            "codecs": v.codecs,
+            "resolution": f"{v.width}x{v.height}",
+            "frame_rate": float(v.frame_rate) if v.frame_rate else None,
+            "video_range": "SDR",
+        }
+        variants.append((v, m3u8.Playlist(uri=f"{v.directory}/{MEDIA_PLAYLIST}", stream_info=info, media=[], base_uri=None)))
+    # As in master.m3u8: first the variant closest to 2 Mb/s, then ascending bandwidth.
+    variants.sort(key=lambda item: item[1].stream_info.bandwidth)
+    first = min(variants, key=lambda item: abs(item[0].average_bps / 1000 - PREFERRED_START_KBPS))
+    variants.remove(first)
+    for _, playlist in [first, *variants]:
+        master.add_playlist(playlist)
+    master.dump(os.path.join(out_dir, TS_MASTER))
+    written.append(TS_MASTER)
     return written

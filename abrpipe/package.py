@@ -16,7 +16,9 @@ from fractions import Fraction
 from abrpipe import mp4
 from abrpipe.encode import INIT_NAME
 from abrpipe.errors import OutputError
+from abrpipe.hls_ts import TsVariant
 from abrpipe.plan import LadderPlan
+from abrpipe.thumbnails import ImageTrack
 
 MASTER_NAME = "master.m3u8"
 MPD_NAME = "manifest.mpd"
@@ -85,6 +87,8 @@ class Rendition:
 class Title:
     video: tuple[Rendition, ...]
     audio: tuple[Rendition, ...]
+    images: tuple[ImageTrack, ...] = ()  # thumbnail sprite sheets (thumbnails stage)
+    ts: tuple[TsVariant, ...] = ()  # the MPEG-TS HLS set (hls-ts stage)
 
     @property
     def duration_s(self) -> float:

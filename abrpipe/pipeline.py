@@ -224,7 +224,19 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
         "notes": list(result.plan.notes),
         "validation": getattr(result.validation, "summary", lambda: None)() if result.validation else None,
         "timings_s": dict(result.timings_s),  # probe_plan, encode, each optional stage, package, validate
+        **delivery_summary(result.title),
     }
+
+
+def delivery_summary(title: package.Title) -> dict[str, Any]:
+    """Thumbnails and the MPEG-TS set, when the job made them (absent otherwise)."""
+    out: dict[str, Any] = {}
+    if title.images:
+        out["thumbnails"] = [{"directory": t.id, "spec": str(t.spec), "count": t.count, "sheets": len(t.sheets)} for t in title.images]
+    if title.ts:
+        out["hls_ts"] = [{"id": v.id, "directory": v.directory, "segments": len(v.segments), "average_bps": v.average_bps,
+                          "peak_bps": v.peak_bps} for v in title.ts]
+    return out
 
 
 def rendition_summary(r: package.Rendition) -> dict[str, Any]:

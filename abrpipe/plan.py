@@ -16,6 +16,7 @@ from fractions import Fraction
 from abrpipe.errors import InputError
 from abrpipe.probe import AudioTrack, SourceMedia
 from abrpipe.profile import AudioRungSpec, Profile, VideoRungSpec
+from abrpipe.thumbnails import ThumbnailSpec
 from abrpipe.units import format_kbps
 
 # A rung at most this much above the source is clamped to the source size instead of dropped
@@ -77,6 +78,8 @@ class LadderPlan:
     outputs: tuple[str, ...]
     encoder_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     audio_segment_s: float = 6.0  # segment duration of an audio-only ladder (no GOP grid to follow)
+    thumbnails: ThumbnailSpec | None = None  # sprite sheets from one more branch of the video split
+    hls_ts: bool = False  # also an MPEG-TS HLS set, remuxed from the CMAF segments
 
     @property
     def gop_s(self) -> float:
@@ -127,6 +130,11 @@ def plan_ladder(source: SourceMedia, profile: Profile, *, audio_tracks: str | tu
     audio = _plan_audio(source.audio, profile.audio, profile.audio_tracks if audio_tracks is None else audio_tracks)
     if profile.audio and not source.audio:
         notes.append("source has no audio: video-only ladder")
+    thumbnails = profile.thumbnails if rungs else None
+    if profile.thumbnails and not rungs:
+        notes.append("no video: no thumbnails")
+    if profile.hls_ts:
+        _check_hls_ts(source, profile, rungs, audio)
     if not rungs and not audio:
         raise InputError(f"{source.path}: nothing to encode with profile {profile.name!r} (no usable video or audio)")
     return LadderPlan(
@@ -145,7 +153,33 @@ def plan_ladder(source: SourceMedia, profile: Profile, *, audio_tracks: str | tu
         outputs=profile.outputs,
         encoder_options=profile.encoder_options,
         audio_segment_s=profile.segment_s,
+        thumbnails=thumbnails,
+        hls_ts=profile.hls_ts,
     )
+
+
+# What the MPEG-TS set carries: the codecs older HLS devices play in TS (H.264 by any encoder, AAC-LC).
+TS_AUDIO_CODECS = ("aac",)
+
+
+def ts_video(rung: PlannedRung) -> bool:
+    from abrpipe import codecs
+    from abrpipe.hls_ts import TS_VIDEO_FAMILY
+
+    return getattr(codecs.get(rung.codec), "family", None) == TS_VIDEO_FAMILY
+
+
+def _check_hls_ts(source: SourceMedia, profile: Profile, rungs: list[PlannedRung], audio: list[PlannedAudio]) -> None:
+    if not any(ts_video(r) for r in rungs):
+        raise InputError(
+            f"{source.path}: hls_ts needs an H.264 video rung (profile {profile.name!r} has none for this source)",
+            hint="MPEG-TS HLS is for older devices, which play H.264 only; add an h264 rung or drop --hls-ts",
+        )
+    if audio and not any(a.codec in TS_AUDIO_CODECS for a in audio):
+        raise InputError(
+            f"{source.path}: hls_ts needs an AAC audio rung (profile {profile.name!r} has none)",
+            hint="the MPEG-TS variants carry AAC-LC audio; add an aac audio rung or drop --hls-ts",
+        )
 
 
 def _cap_fps(fps: Fraction, max_fps: float) -> Fraction:
@@ -205,7 +239,8 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
         if scale > CLAMP_TOLERANCE:
             dropped.append(DroppedRung(spec.label, f"above the source size ({src_w}x{src_h}): abrpipe never upscales"))
             continue
-        rung = planned(spec, *((source_w, source_h) if scale > 1 else (w, h)), divisor)
+        fitted_w, fitted_h = (source_w, source_h) if scale > 1 else (w, h)
+        rung = planned(spec, fitted_w, fitted_h, divisor)
         if any(r.id == rung.id for r in rungs):
             dropped.append(DroppedRung(spec.label, f"same size and bitrate as {rung.id} once fitted to the source"))
             continue

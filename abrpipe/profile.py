@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from abrpipe.errors import ProfileError
+from abrpipe.thumbnails import ThumbnailSpec, parse_spec
 from abrpipe.units import format_kbps, parse_bitrate_kbps, parse_duration_s, parse_size
 
 SCHEMA_VERSION = 1
@@ -84,6 +85,8 @@ class Profile:
     container: str = WRITTEN_CONTAINER
     warnings: tuple[str, ...] = ()  # allowed but against a recommendation: `profiles validate` shows them
     crf: int = 23  # the CRF of capped-CRF rungs that give none
+    thumbnails: ThumbnailSpec | None = None  # seek-bar sprite sheets, made from the encode's decode
+    hls_ts: bool = False  # also HLS with MPEG-TS segments (master-ts.m3u8), remuxed from the same frames
 
     def rate_control_of(self, rung: VideoRungSpec) -> str:
         """The rung's own rate control, or the profile's."""
@@ -113,6 +116,12 @@ class Profile:
         data["encoder_options"] = {codec: dict(opts) for codec, opts in self.encoder_options}
         data["audio_tracks"] = self.audio_tracks if isinstance(self.audio_tracks, str) else list(self.audio_tracks)
         data["warnings"] = list(self.warnings)
+        # Unset options are left out, so that fingerprints of profiles that do not use them stay as they were.
+        for key in ("thumbnails", "hls_ts"):
+            if not data[key]:
+                del data[key]
+        if self.thumbnails:
+            data["thumbnails"] = str(self.thumbnails)
         return data
 
 
@@ -136,6 +145,8 @@ TOP_FIELDS: dict[str, str] = {
     "outputs": 'manifests to write: ["hls", "dash"] (default both), ["hls"] or ["dash"]',
     "audio_tracks": 'which source audio tracks to keep, each as its own rendition: "all" (default), "first", or a list of indices / ISO 639-2 languages',
     "encoder_options": 'extra FFmpeg options per codec, e.g. [encoder_options.h264] x264-params = "aq-mode=3"',
+    "thumbnails": 'seek-bar thumbnails "INTERVAL,WxH,CxR", e.g. "10s,320x180,5x5": a WxH JPEG tile every INTERVAL, CxR tiles per sprite sheet (default: none)',
+    "hls_ts": "also write HLS with MPEG-TS segments (master-ts.m3u8) from the same encoded frames, for older devices: true or false (default)",
     "rungs": "the video rungs, highest first within each codec ([[rungs]] tables)",
     "rung_overrides": "with extends: [[rung_overrides]] index = N plus the rung keys to change in the parent's rung N",
     "remove_rungs": "with extends: indices of the parent's rungs to drop, e.g. [0, 1]",
@@ -178,6 +189,8 @@ DEFAULTS: dict[str, Any] = {
     "audio_tracks": "all",
     "encoder_options": {},
     "audio": [{"codec": "aac", "bitrate": "128k", "channels": 2}],
+    "thumbnails": None,
+    "hls_ts": False,
 }
 
 
@@ -344,6 +357,8 @@ def build_profile(
     container = get("container", _choice(CONTAINERS), f'expected "{WRITTEN_CONTAINER}"')
     outputs = get("outputs", _outputs, 'expected a non-empty list from ["hls", "dash"]')
     audio_tracks = get("audio_tracks", _audio_tracks, 'expected "all", "first", or a list of track indices / languages like ["eng", 1]')
+    thumbnails = get("thumbnails", _thumbnails, 'expected "INTERVAL,WxH,CxR" like "10s,320x180,5x5"')
+    hls_ts = get("hls_ts", _bool, "expected true or false")
     encoder_options = get("encoder_options", _encoder_options, "expected tables of option = value per codec, like [encoder_options.h264]")
 
     if gop_s and segment_s:
@@ -385,6 +400,8 @@ def build_profile(
         container=container,
         warnings=tuple(errors.warnings),
         crf=default_crf,
+        thumbnails=thumbnails,
+        hls_ts=hls_ts,
     )
 
 
@@ -425,6 +442,14 @@ def _ratio(v: Any) -> float:
 
 def _crf(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 63 else _fail()
+
+
+def _thumbnails(v: Any) -> ThumbnailSpec | None:
+    return None if v is None else parse_spec(v)
+
+
+def _bool(v: Any) -> bool:
+    return v if isinstance(v, bool) else _fail()
 
 
 def _outputs(v: Any) -> tuple[str, ...]:
@@ -652,15 +677,15 @@ def _check_codecs(
             errors.warn(f"{path}.{p.field}", p.message)
     for i, a in enumerate(audio):
         path = f"audio[{i}]"
-        encoder = codecs.audio(a.codec)
-        if encoder is None:
+        audio_encoder = codecs.audio(a.codec)
+        if audio_encoder is None:
             errors.add(f"{path}.codec", codecs.unknown_codec(a.codec, "audio"))
             continue
-        if container not in encoder.containers:
-            errors.add(f"{path}.codec", f'{a.codec} needs container = "{encoder.containers[0]}" (it cannot be carried in "{container}")')
-        for p in encoder.check_rung(a):
+        if container not in audio_encoder.containers:
+            errors.add(f"{path}.codec", f'{a.codec} needs container = "{audio_encoder.containers[0]}" (it cannot be carried in "{container}")')
+        for p in audio_encoder.check_rung(a):
             errors.add(f"{path}.{p.field}", p.message)
-        for p in encoder.warnings_for(a):
+        for p in audio_encoder.warnings_for(a):
             errors.warn(f"{path}.{p.field}", p.message)
     for codec, _ in encoder_options:
         if codec not in codecs.registry():
@@ -689,6 +714,10 @@ def to_schema(profile: Profile) -> dict[str, Any]:
         "outputs": list(profile.outputs),
         "audio_tracks": profile.audio_tracks if isinstance(profile.audio_tracks, str) else list(profile.audio_tracks),
     }
+    if profile.thumbnails:
+        data["thumbnails"] = str(profile.thumbnails)
+    if profile.hls_ts:
+        data["hls_ts"] = True
     if profile.encoder_options:
         data["encoder_options"] = {codec: dict(opts) for codec, opts in profile.encoder_options}
     rungs = []

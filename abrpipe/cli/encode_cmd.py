@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import click
 from rich.table import Table
@@ -10,8 +11,11 @@ from rich.table import Table
 from abrpipe import registry
 from abrpipe.cli.common import ProgressDisplay, console_err, emit_json, json_option, quiet_option
 from abrpipe.encode import build_commands
+from abrpipe.errors import UsageError
 from abrpipe.pipeline import Event, Job, default_output, prepare_job, rendition_summary, run_job
+from abrpipe.profile import Profile
 from abrpipe.publish import partial_dir
+from abrpipe.thumbnails import parse_spec
 from abrpipe.units import format_kbps
 
 
@@ -27,6 +31,18 @@ def job_options(f):
     return f
 
 
+def with_delivery_options(profile: Profile, thumbnails_spec: str | None, hls_ts: bool) -> Profile:
+    """The profile with --thumbnails / --hls-ts applied (they are profile keys too)."""
+    if thumbnails_spec is not None:
+        try:
+            profile = replace(profile, thumbnails=parse_spec(thumbnails_spec))
+        except ValueError as exc:
+            raise UsageError(f"--thumbnails {exc}", hint="nothing was encoded") from None
+    if hls_ts:
+        profile = replace(profile, hls_ts=True)
+    return profile
+
+
 def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
     if not values:
         return None
@@ -37,6 +53,11 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", help="Output directory (default: INPUT's name + '-abr' beside it). Work happens in OUTPUT.partial/.")
 @job_options
+@click.option("--thumbnails", "thumbnails_spec", metavar="INTERVAL,WxH,CxR",
+              help="Seek-bar thumbnails from the same decode, e.g. 10s,320x180,5x5: a WxH tile every INTERVAL, CxR tiles per "
+                   "JPEG sprite sheet, described in WebVTT, the MPD and an HLS image playlist (overrides the profile's thumbnails).")
+@click.option("--hls-ts", is_flag=True,
+              help="Also write HLS with MPEG-TS segments (master-ts.m3u8) for older devices: the same encoded frames, remuxed.")
 @click.option("--dry-run", is_flag=True, help="Print the exact ffmpeg command(s) and run nothing.")
 @click.option("--no-validate", is_flag=True, help="Do not validate before publishing (by default an invalid result is never published).")
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
@@ -52,15 +73,15 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @json_option
 @quiet_option
 @click.pass_context
-def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, dry_run, no_validate,
-           dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
+def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, dry_run,
+           no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
     timestamps; the segments are shared by both manifests. Nothing is written to OUTPUT until the
     whole result is complete and valid.
     """
-    profile = registry.load(profile_ref)
+    profile = with_delivery_options(registry.load(profile_ref), thumbnails_spec, hls_ts)
     if dash_schema and not no_validate:
         from abrpipe.validate import check_schema_dir
 
@@ -127,14 +148,14 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
-    if not quiet:
-        assert result.plan is not None  # run_job plans before anything else
+    if not quiet and result.plan is not None:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:
             err.print(f"note: {note}", highlight=False, markup=False)
         err.print(summary_table(renditions))
-        err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd", highlight=False, markup=False)
+        also = " and master-ts.m3u8" if result.title is not None and result.title.ts else ""
+        err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd{also}", highlight=False, markup=False)
 
 
 def summary_table(renditions: list[dict]) -> Table:

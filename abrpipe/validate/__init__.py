@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 
+import m3u8
+
 from abrpipe.errors import InputError
 from abrpipe.validate.dash_checks import DashChecker, check_schema_dir
 from abrpipe.validate.hls_checks import HlsChecker
 from abrpipe.validate.media import Context, Rendition
 from abrpipe.validate.report import RULES, Finding, Report, Rule, Severity
+from abrpipe.validate.thumb_checks import ThumbChecker, check_thumbnails
 
 MASTER_NAME = "master.m3u8"
 AV_DURATION_TOLERANCE_S = 0.25
@@ -61,7 +64,9 @@ def find_manifests(path: str) -> tuple[str, list[str], list[str]]:
         if n.lower().endswith(".m3u8") and os.path.isfile(os.path.join(path, n))
     ]
     if os.path.join(path, MASTER_NAME) in playlists:
-        return path, [os.path.join(path, MASTER_NAME)], mpds
+        # master.m3u8 first, then any other multivariant playlist beside it (e.g. master-ts.m3u8).
+        others = [p for p in playlists if p != os.path.join(path, MASTER_NAME) and _is_multivariant(p)]
+        return path, [os.path.join(path, MASTER_NAME), *others], mpds
     masters = [p for p in playlists if _is_multivariant(p)]
     return path, masters or playlists, mpds
 
@@ -103,7 +108,18 @@ def inspect_output(path: str, *, dash_schema: str | None = None, strict: bool = 
         dash.check(mpd)
     _check_alignment(ctx)
     _check_av_durations(ctx)
+    check_thumbnails(ctx, ThumbChecker(ctx), [p for playlist in playlists for p in _image_playlists(playlist)])
     return report.finish(), ctx
+
+
+def _image_playlists(path: str) -> list[str]:
+    """The image media playlists (EXT-X-IMAGE-STREAM-INF) a multivariant playlist names."""
+    try:
+        pl = m3u8.load(path)
+    except Exception:  # noqa: BLE001 - a playlist that does not parse is reported by the HLS checks
+        return []
+    base = os.path.dirname(path)
+    return [os.path.normpath(os.path.join(base, p.uri)) for p in pl.image_playlists if p.uri and "://" not in p.uri]
 
 
 def _check_alignment(ctx: Context) -> None:

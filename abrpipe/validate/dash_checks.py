@@ -19,6 +19,7 @@ from mpegdash.parser import MPEGDASHParser
 from abrpipe.errors import InputError
 from abrpipe.validate.hls_checks import normalize_codec, split_codecs
 from abrpipe.validate.media import Context, Rendition, SegmentRef, codec_family
+from abrpipe.validate.thumb_checks import ThumbChecker
 
 SCHEMA_FILE = "DASH-MPD.xsd"
 CHANNEL_SCHEMES = (
@@ -298,7 +299,11 @@ class DashChecker:
                     offset, length = int(first), int(last) - int(first) + 1
                 refs.append(SegmentRef(seg_path, k + 1, offset, length))
             entries = entries[: len(refs)]
-        declared = [d / timescale for _, d in entries]
+        if aset.content_type == "image" or (rep.mime_type or aset.mime_type or "").startswith("image/"):
+            # Thumbnail sheets, not media segments.
+            ThumbChecker(ctx).dash_image_set(path, name, [ref.path for ref in refs], rep, aset)
+            return None
+        declared: list[float | None] = [d / timescale for _, d in entries]
         r = ctx.rendition(name, init_path, refs, declared, referrer=path)
         self._timeline_vs_boxes(r, entries, timescale, bool(timelines), rel, name)
         self._attributes(r, rep, aset, rel, name)

@@ -5,7 +5,8 @@ DASH usually point at the same files, so renditions are cached by (init, segment
 and checked once and its findings are reported once, whichever manifest named it first.
 
 fMP4 segments are read with abrpipe.mp4 (tfdt, trun durations, sync flags, the first sample's
-NAL type). Other segment formats (MPEG-TS) get the file checks and an info finding.
+NAL type). MPEG-TS segments are read with abrpipe.ts (PAT/PMT first, IDR first, continuity counters,
+timestamps running on from segment to segment); other formats get the file checks and an info finding.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from abrpipe import mp4
+from abrpipe import mp4, ts
 from abrpipe.validate.report import Report
 
 # Apple HLS Authoring Specification numbers used by the media checks.
@@ -49,6 +50,7 @@ class _Parsed:
     first_idr: bool | None = None  # None: not an AVC/HEVC track, or the NAL units could not be read
     sync_pts: tuple[int, ...] = ()
     fragments: tuple[mp4.Fragment, ...] = ()  # offsets absolute within the file
+    ts_info: ts.TsSegment | None = None  # MPEG-TS segments: what abrpipe.ts read
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,13 @@ class Rendition:
         return [s for s in self.segments if s.readable]
 
     def real_s(self, i: int) -> float | None:
-        """Duration of segment i from its boxes, or None when it could not be read."""
+        """Duration of segment i from its boxes (MPEG-TS: its video PTS span), or None when it could
+        not be read."""
         seg = self.segments[i]
+        info = seg.parsed.ts_info
+        if self.format == "ts" and info is not None:
+            first, end = info.first_video_pts, info.video_end_pts()
+            return ((end - first) % ts.PTS_WRAP) / ts.PTS_HZ if first is not None and end is not None else None
         if not self.analysed or not seg.readable:
             return None
         return seg.parsed.duration / self.timescale
@@ -222,6 +229,9 @@ class Context:
         self.align_groups: dict[tuple, tuple[str, list[Rendition]]] = {}
         self.av_pairs: dict[tuple, tuple[Rendition, Rendition]] = {}
 
+    def all_renditions(self) -> list[Rendition]:
+        return list(self._renditions.values())
+
     # -- paths and files ----------------------------------------------------------------------
 
     def rel(self, path: str | None) -> str | None:
@@ -326,12 +336,7 @@ class Context:
         self.report.renditions += 1
         self.report.segments += len(refs)
         if fmt == "ts":
-            self.report.add(
-                "SEG-FORMAT",
-                "MPEG-TS segments: keyframe, timeline, codec and alignment checks need fMP4; files, sizes and "
-                "declared durations were checked",
-                rendition=name,
-            )
+            check_ts_continuity(self, rendition)
         elif fmt == "unknown" and any(s.readable for s in segments):
             self.report.add(
                 "SEG-FORMAT", "segments are neither fMP4 nor MPEG-TS: only files were checked", rendition=name
@@ -454,7 +459,33 @@ class Context:
                 segment=ref.number,
             )
             return _Parsed(False, size)
-        return _Parsed(True, size)
+        file = self.rel(ref.path)
+        with open(ref.path, "rb") as fh:
+            fh.seek(ref.offset or 0)
+            data = fh.read(size)
+        try:
+            info = ts.read(data)
+        except ts.TsError as exc:
+            self.report.add("SEG-INVALID", f"not readable as MPEG-TS: {exc}", file=file, rendition=name, segment=ref.number)
+            return _Parsed(False, size)
+        if not info.psi_first:
+            found = "no PAT" if not info.has_pat else "no PMT" if not info.has_pmt else "media packets before the PAT/PMT"
+            self.report.add("TS-PSI", f"does not start with a PAT and a PMT ({found}): a player cannot join here", file=file, rendition=name, segment=ref.number)
+        if info.starts_with_idr is False:
+            self.report.add(
+                "TS-IDR", f"the first video picture is not an IDR (NAL types {info.first_video_nal_types[:6]})",
+                file=file, rendition=name, segment=ref.number,
+            )
+        if info.cc_errors:
+            pid, packet = info.cc_errors[0]
+            self.report.add(
+                "TS-CC",
+                f"{len(info.cc_errors)} continuity counter jump(s), first on PID {pid:#x} at packet {packet}: packets were lost",
+                file=file,
+                rendition=name,
+                segment=ref.number,
+            )
+        return _Parsed(True, size, ts_info=info)
 
     def _parse_file(
         self,
@@ -505,6 +536,34 @@ class Context:
             sync_pts=seg.sync_sample_pts,
             fragments=fragments,
         )
+
+
+def check_ts_continuity(ctx: Context, r: Rendition) -> None:
+    """Each MPEG-TS segment's first video PTS is where the previous segment's last frame ends: no gap,
+    no overlap, no timestamp reset per segment."""
+    previous: ts.TsSegment | None = None
+    for seg in r.segments:
+        info = seg.parsed.ts_info
+        if info is None or info.first_video_pts is None:
+            previous = None
+            continue
+        end = previous.video_end_pts() if previous is not None else None
+        frame = previous.frame_ticks() if previous is not None else None
+        if end is not None and frame and previous is not None:
+            delta = (info.first_video_pts - end + ts.PTS_WRAP // 2) % ts.PTS_WRAP - ts.PTS_WRAP // 2  # wrap-safe
+            if abs(delta) > frame / 2:
+                what = "gap" if delta > 0 else "overlap"
+                if info.first_video_pts < (previous.first_video_pts or 0) and delta < 0:
+                    what = "timestamp reset"
+                ctx.report.add(
+                    "TS-CONTINUITY",
+                    f"starts at {info.first_video_pts / ts.PTS_HZ:.3f} s but the previous segment ends at "
+                    f"{end / ts.PTS_HZ:.3f} s ({what} of {abs(delta) / ts.PTS_HZ:.3f} s)",
+                    file=ctx.rel(seg.ref.path),
+                    rendition=r.name,
+                    segment=seg.ref.number,
+                )
+        previous = info
 
 
 def _strip_name(message: str, name: str) -> str:

@@ -77,11 +77,21 @@ _RULES = [
     Rule(
         "SEG-FORMAT",
         "info",
-        "segments are not fMP4 (e.g. MPEG-TS): only files, sizes and durations were checked",
+        "segments are neither fMP4 nor MPEG-TS: only files, sizes and durations were checked",
     ),
     Rule("SEG-KEYFRAME", "error", "a video segment does not start with a sync sample"),
     Rule("SEG-IDR", "error", "a segment's first sample is flagged sync but its picture is not IDR/IRAP"),
     Rule("SEG-CONTINUITY", "error", "a segment does not start where the previous one ended (gap or overlap)"),
+    # MPEG-TS segments (HLS)
+    Rule("TS-PSI", "error", "an MPEG-TS segment does not start with a PAT and a PMT"),
+    Rule("TS-IDR", "error", "an MPEG-TS segment's first video picture is not an IDR"),
+    Rule("TS-CONTINUITY", "error", "an MPEG-TS segment's timestamps do not continue from the previous segment (gap, overlap, reset)"),
+    Rule("TS-CC", "error", "an MPEG-TS continuity counter skips within a segment (lost packets)"),
+    # Thumbnails (trick play)
+    Rule("THUMB-PARSE", "error", "a WebVTT thumbnails track, HLS image playlist or DASH image Representation cannot be read"),
+    Rule("THUMB-SHEET", "error", "a sprite sheet is not a readable JPEG or PNG image"),
+    Rule("THUMB-TILE", "error", "a thumbnail tile lies outside its sprite sheet"),
+    Rule("THUMB-COVERAGE", "warning", "the thumbnails do not cover the title from start to end without gaps"),
     # Alignment and cross-stream checks
     Rule("ALIGN-SEGMENTS", "error", "video renditions of one set have different segment boundaries"),
     Rule("ALIGN-KEYFRAMES", "error", "video renditions of one set have keyframes at different times"),

@@ -24,6 +24,8 @@
 //          --chromium PATH  --allow-media-errors
 //          --user-data-dir DIR (default: fresh temp dir, removed afterwards)
 //          --screenshot FILE.png  --allow-http-errors  --verbose
+//          --thumbnails T1,T2,...  (Shaka, dash.js: report the image tracks and the tile shown at each time)
+//          --thumbnails-track PATH  (with --thumbnails: read this WebVTT thumbnails track, relative to the manifest)
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -76,6 +78,8 @@ function parseArgs(argv) {
       case '--screenshot': o.screenshot = next(); break;
       case '--allow-http-errors': o.allowHttpErrors = true; break;
       case '--verbose': o.verbose = true; break;
+      case '--thumbnails': o.thumbnailTimes = next().split(',').map((t) => num(t, a)); break;
+      case '--thumbnails-track': o.thumbnailsTrack = next(); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
     }
@@ -338,6 +342,12 @@ async function main() {
   lp.wall_s = Math.round((wall() - t) * 100) / 100;
   if (!lp.ok) { fail(`load: ${lp.detail}`); return finish(1); }
   log('levels', JSON.stringify(result.levels));
+  if (opt.thumbnailTimes) {
+    // What the player's seek bar would show at these times (null where the player has no API for it).
+    const track = opt.thumbnailsTrack ? new URL(opt.thumbnailsTrack, opt.manifest).href : null;
+    result.thumbnails = await withTimeout(page.evaluate(([ts, url]) => window.abrTest.thumbnails(ts, url), [opt.thumbnailTimes, track]),
+      15000, 'thumbnails');
+  }
 
   // Audio-only variants (height 0 next to real video levels) are not renditions to pin.
   const hasVideo = result.levels.some((l) => l.height > 0);

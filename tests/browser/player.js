@@ -12,6 +12,8 @@
 //   window.abrTest.defects()   non-fatal errors that still mean broken media
 //                              (segment 404 retried, unparsable segment skipped)
 //   window.abrTest.warnings()  other non-fatal player errors (diagnostics only)
+//   window.abrTest.thumbnails(times[, vttUrl])  Promise: image tracks (or the WebVTT thumbnails
+//                              track at vttUrl) and the tile for each time (Shaka, dash.js)
 //   window.abrTest.currentTime()
 //   window.abrTest.state()     snapshot used by the driver (play.mjs)
 //
@@ -233,6 +235,20 @@
         for (var i = 0; i < levels.length; i++) if (levels[i].id === renderedId) return i;
         return -1;
       },
+      // Seek-bar thumbnails from the MPD's image AdaptationSet (dash.js's provideThumbnail).
+      thumbnails: function (times) {
+        var wanted = times.map(function (t) {
+          return new Promise(function (resolve) { player.provideThumbnail(t, resolve); });
+        });
+        return Promise.all(wanted).then(function (list) {
+          return {
+            tracks: null,
+            thumbnails: list.map(function (th, i) {
+              return th && { time: times[i], uri: th.url, x: th.x, y: th.y, width: th.width, height: th.height };
+            }),
+          };
+        });
+      },
       extra: function () { return { requested: currentRep(), rendered: renderedId }; },
     };
   }
@@ -311,6 +327,28 @@
         var t = player.getVariantTracks().filter(function (t) { return t.active; })[0];
         return t ? variantLevel(t) : -1;
       },
+      // Seek-bar thumbnails: the image tracks Shaka found, and the tile it picks for each time.
+      // With trackUrl, a sidecar WebVTT thumbnails track is added first and read instead.
+      thumbnails: function (times, trackUrl) {
+        var added = trackUrl ? player.addThumbnailsTrack(trackUrl, 'text/vtt').then(function (t) { return [t]; })
+                             : Promise.resolve(player.getImageTracks());
+        return added.then(function (tracks) {
+          if (!tracks.length) return { tracks: [], thumbnails: [] };
+          var wanted = times.map(function (t) { return player.getThumbnails(tracks[0].id, t); });
+          return Promise.all(wanted).then(function (list) {
+            return {
+              tracks: tracks.map(function (t) {
+                return { id: t.id, width: t.width, height: t.height, mimeType: t.mimeType, tilesLayout: t.tilesLayout };
+              }),
+              thumbnails: list.map(function (th, i) {
+                return th && { time: times[i], uri: th.uris[0], x: th.positionX, y: th.positionY, width: th.width,
+                               height: th.height, imageWidth: th.imageWidth, imageHeight: th.imageHeight,
+                               startTime: th.startTime, duration: th.duration };
+              }),
+            };
+          });
+        });
+      },
       extra: function () {
         var s = player.getStats();
         return { statsHeight: s.height, statsWidth: s.width, abrEnabled: player.getConfiguration().abr.enabled };
@@ -346,6 +384,9 @@
           adapter.forceLevel(i);
         },
         activeLevel: function () { return adapter.activeLevel(); },
+        thumbnails: function (times, trackUrl) {
+          return adapter.thumbnails ? adapter.thumbnails(times, trackUrl) : Promise.resolve(null);
+        },
         errors: function () { return fatal; },
         warnings: function () { return warnings; },
         defects: function () { return defects; },
