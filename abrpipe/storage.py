@@ -637,11 +637,15 @@ class ObjectTarget:
             if version not in keep:
                 stale.setdefault(version, []).append(key)
         for keys in stale.values():
-            for i in range(0, len(keys), 1000):
-                with contextlib.suppress(Exception):
-                    self.s3.delete_objects(
-                        Bucket=self.url.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
-                    )
+            # Manifests first, segments last: whatever a reader still finds of a pruned version, no
+            # manifest of it names an object already gone.
+            for phase in (2, 1, 0):
+                batch = [k for k in keys if _phase(k[len(root):].split("/", 1)[-1]) == phase]
+                for i in range(0, len(batch), 1000):
+                    with contextlib.suppress(Exception):
+                        self.s3.delete_objects(
+                            Bucket=self.url.bucket, Delete={"Objects": [{"Key": k} for k in batch[i:i + 1000]], "Quiet": True}
+                        )
         return sorted(stale)
 
 
