@@ -425,9 +425,14 @@ class _Mismatch(Exception):
     pass
 
 
+_ENTRY_DIR = ".entry"  # the rewritten entry points, made at publish time: not part of the ladder
+
+
 def _walk(work_dir: str) -> list[LocalFile]:
     files = []
     for dirpath, dirnames, filenames in os.walk(work_dir):
+        if dirpath == work_dir and _ENTRY_DIR in dirnames:
+            dirnames.remove(_ENTRY_DIR)
         dirnames.sort()
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
@@ -574,7 +579,7 @@ class ObjectTarget:
         for label, batch in zip(("segments", "playlists", "manifests"), phases):
             uploader.run(batch, label)
         # The switch: entry points that name this version, then the record.
-        point_dir = os.path.join(work_dir, ".entry")
+        point_dir = os.path.join(work_dir, _ENTRY_DIR)
         os.makedirs(point_dir, exist_ok=True)
         switch: list[Upload] = []
         rel_prefix = f"{VERSIONS_DIR}/{version}/"

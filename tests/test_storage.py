@@ -229,6 +229,7 @@ class Watcher(threading.Thread):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @requires_ffmpeg
 def test_encode_from_and_to_object_storage_then_republish(s3, mezz, proxy, scratch, tmp_path, in_process):
     c = s3.client()
@@ -302,6 +303,7 @@ def check_objects(c, prefix: str, version: str) -> None:
         assert set(re.findall(r"v/([0-9a-f]{16})/", text)) == {version}
 
 
+@pytest.mark.slow
 @requires_ffmpeg
 def test_killed_upload_resumes_with_only_the_missing_objects(s3, mezz, proxy, scratch):
     c = s3.client()
@@ -378,6 +380,7 @@ def test_publish_multipart_verify_and_prune(s3, tmp_path, in_process):
     assert Path(got).read_bytes() == big
 
 
+@pytest.mark.slow
 @requires_ffmpeg
 def test_batch_reads_and_writes_object_storage(s3, mezz, scratch, tmp_path):
     jobs = tmp_path / "jobs.toml"
