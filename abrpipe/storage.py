@@ -224,8 +224,17 @@ _NO_BUCKET = {"NoSuchBucket"}
 _NO_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
+def _cause(exc: BaseException) -> BaseException:
+    """The botocore error under boto3's wrappers (S3UploadFailedError wraps the ClientError)."""
+    seen = 0
+    while getattr(exc, "response", None) is None and (exc.__cause__ or exc.__context__) is not None and seen < 5:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return exc
+
+
 def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
+    response = getattr(_cause(exc), "response", None)
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", "") or response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
     return ""
@@ -236,6 +245,7 @@ def explain(exc: BaseException, where: str, s3: Any, error: type[AbrpipeError]) 
     from botocore import exceptions as bx
 
     endpoint = endpoint_of(s3)
+    exc = _cause(exc)
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
         return error(
             f"{where}: no credentials for object storage ({type(exc).__name__})",

@@ -469,3 +469,30 @@ def test_full_scratch_disk_is_one_line(s3, tiny_scratch, tmp_path):
     leftovers = [p for p in tiny_scratch.rglob("*") if p.is_file()]
     assert leftovers == [] and not (tmp_path / "o").exists()
     assert ACCESS_KEY not in proc.stderr
+
+
+def test_dropped_connections_are_retried_and_every_object_verified(s3, proxy, tmp_path, in_process):
+    """The first PUT of every object dies on the wire: each one is retried, and the publish ends with
+    every object stored and verified."""
+    dropped: set[str] = set()
+
+    def drop_first_try(path: str, nth: int) -> bool:
+        key = path.split("?")[0]
+        if key in dropped:
+            return False
+        dropped.add(key)
+        return True
+
+    proxy.on_put = drop_first_try
+    work = tmp_path / "work"
+    (work / "r").mkdir(parents=True)
+    for i in range(1, 6):
+        (work / "r" / f"seg_{i:05d}.m4s").write_bytes(os.urandom(20000))
+    (work / "r" / "playlist.m3u8").write_text("#EXTM3U\n" + "".join(f"#EXTINF:2,\nseg_{i:05d}.m4s\n" for i in range(1, 6)))
+    (work / "master.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nr/playlist.m3u8\n")
+    stats = storage.ObjectTarget(storage.ObjectURL("media", "flaky/"), endpoint=proxy.endpoint).publish(str(work))
+    assert stats["uploaded"] == 8 and len(dropped) == 8  # 5 segments, 1 playlist, the version's master, the entry point
+    c = s3.client()
+    for i in range(1, 6):
+        body = c.get_object(Bucket="media", Key=f"flaky/v/{stats['version']}/r/seg_{i:05d}.m4s")["Body"].read()
+        assert body == (work / "r" / f"seg_{i:05d}.m4s").read_bytes()
