@@ -55,9 +55,9 @@ TOP_FIELDS: dict[str, str] = {
     "jobs": "the jobs: a list of [[jobs]] tables",
 }
 JOB_FIELDS: dict[str, str] = {
-    "input": "the source file (relative to the jobs file)",
+    "input": "the source file (relative to the jobs file), or an s3:// object",
     "name": "the job's name in reports; with no output, its directory name under output_dir. Default \"{stem}\"",
-    "output": "output directory (relative to the jobs file); default output_dir/<name>, or <input>-abr beside the input",
+    "output": "output directory (relative to the jobs file) or s3:// prefix; default output_dir/<name>, or <input>-abr beside the input",
     "profile": "profile name or path to a .toml/.yaml profile (relative to the jobs file)",
     "preset": "override the profile's encoder preset",
     "audio_tracks": 'override the profile\'s audio tracks: "all", "first", or a list of indices / languages',
@@ -66,7 +66,7 @@ JOB_FIELDS: dict[str, str] = {
 }
 DEFAULT_FIELDS: dict[str, str] = {
     **{k: v for k, v in JOB_FIELDS.items() if k not in ("input", "output")},
-    "output_dir": "directory that receives one output directory per job (relative to the jobs file)",
+    "output_dir": "directory (relative to the jobs file) or s3:// prefix that receives one output per job",
 }
 NAME_PLACEHOLDERS = ("stem", "profile")
 _NAME_RE = re.compile(r"^\w[\w .+\-]*$")
@@ -438,8 +438,8 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
             elif os.path.isdir(spec.input):
                 problems.items.append(f"{spec.prefix}: {_label(spec, 'input')}is a directory, not a media file{_at(spec)}")
                 ok = False
-        elif _is_url(spec.input) and storage.is_url(spec.input) and "://" not in spec.input:
-            problems.items.append(f"{spec.prefix}: {_label(spec, 'input')}{_url_problem(spec.input)}")
+        elif (problem := _url_problem(spec.input)) is not None:  # s3:/typo, s3://bucket/folder/
+            problems.items.append(f"{spec.prefix}: {_label(spec, 'input')}{problem}")
             ok = False
         elif not spec.allow_references and not _is_object(spec.input):
             problems.items.append(
@@ -508,12 +508,13 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
     return [BatchJob(name=n, job=job, where=spec.where) for (spec, _, _, job), n in zip(built, names, strict=True)]
 
 
-def _url_problem(text: str) -> str:
+def _url_problem(text: str) -> str | None:
+    """Why an s3-like input cannot be read, or None."""
     try:
         storage.parse_input(text)
     except InputError as exc:
-        return exc.message.split(": ", 1)[-1]
-    return "is not a valid URL"
+        return exc.message[len(text) + 2:] if exc.message.startswith(text + ": ") else exc.message
+    return None
 
 
 def _at(spec: _Spec) -> str:

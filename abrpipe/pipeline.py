@@ -77,7 +77,7 @@ def local_input(job: Job, on_event: EventCallback | None = None) -> str:
     if url is None:
         return job.input
     emit = on_event or (lambda e: None)
-    return storage.fetch_input(url, endpoint=job.endpoint, say=lambda m: emit(Event("download", m)))
+    return storage.fetch_input(url, endpoint=job.endpoint, say=lambda m: emit(Event("download", m)), owner=job.output)
 
 
 def file_digest(path: str) -> str:
@@ -181,7 +181,7 @@ def run_job(
             target.discard(work)
     url = storage.parse_input(job.input)
     if url is not None:
-        storage.forget_input(url)  # the downloaded copy in scratch space
+        storage.forget_input(url, job.output)  # the downloaded copy in scratch space
     emit(Event("done", job.output))
     return result
 

@@ -183,8 +183,8 @@ def scratch_dir() -> str:
     return os.path.abspath(os.environ.get(SCRATCH_ENV) or tempfile.gettempdir())
 
 
-def _area(kind: str, url: ObjectURL) -> str:
-    digest = hashlib.sha256(str(url).encode()).hexdigest()[:16]
+def _area(kind: str, url: ObjectURL, owner: str = "") -> str:
+    digest = hashlib.sha256(f"{url}\0{owner}".encode()).hexdigest()[:16]
     return os.path.join(scratch_dir(), f"abrpipe-{kind}", digest)
 
 
@@ -693,7 +693,7 @@ def _no_space(url: str, folder: str, need: int) -> OutputError:
 
 def download(s3: Any, bucket: str, key: str, dest: str, *, where: str, error: type[AbrpipeError],
              say: Message | None = None, head: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Download one object to dest (through dest + '.part'), checked against its size and ETag.
+    """Download one object to dest (through a .part file beside it), checked against its size and ETag.
     Returns the object's {size, etag}."""
     say = say or (lambda _m: None)
     try:
@@ -718,7 +718,7 @@ def download(s3: Any, bucket: str, key: str, dest: str, *, where: str, error: ty
             part_size = int(s3.head_object(Bucket=bucket, Key=key, PartNumber=1)["ContentLength"])
         except Exception:
             part_size = 0
-    tmp = dest + ".part"
+    tmp = f"{dest}.{os.getpid()}-{threading.get_ident()}.part"
     whole = hashlib.md5(usedforsecurity=False)
     part_md5 = hashlib.md5(usedforsecurity=False)
     parts: list[bytes] = []
@@ -777,9 +777,10 @@ def download(s3: Any, bucket: str, key: str, dest: str, *, where: str, error: ty
     return {"size": size, "etag": etag}
 
 
-def fetch_input(url: ObjectURL, *, endpoint: str | None = None, say: Message | None = None) -> str:
+def fetch_input(url: ObjectURL, *, endpoint: str | None = None, say: Message | None = None, owner: str = "") -> str:
     """The local copy of an s3:// input, downloaded once into scratch (reused while the object is
-    unchanged) and verified."""
+    unchanged) and verified. `owner` (the job's output) gives each job its own copy, so that jobs of a
+    batch never share, and remove, one another's."""
     s3 = client(endpoint)
     where = str(url)
     try:
@@ -789,7 +790,7 @@ def fetch_input(url: ObjectURL, *, endpoint: str | None = None, say: Message | N
             check_bucket(s3, ObjectURL(url.bucket, ""), InputError)
             raise InputError(f"{where}: no such object", hint="check the key (abrpipe validate and aws s3 ls list them)") from exc
         raise explain(exc, where, s3, InputError) from exc
-    folder = _area("inputs", url)
+    folder = _area("inputs", url, owner)
     dest = os.path.join(folder, os.path.basename(url.key) or "input")
     stamp = dest + ".etag"
     etag = str(head.get("ETag", "")).strip('"')
@@ -804,10 +805,10 @@ def fetch_input(url: ObjectURL, *, endpoint: str | None = None, say: Message | N
     return dest
 
 
-def forget_input(url: ObjectURL) -> None:
+def forget_input(url: ObjectURL, owner: str = "") -> None:
     """Remove the downloaded copy of an input (after the job that needed it succeeded)."""
     with contextlib.suppress(OSError):
-        shutil.rmtree(_area("inputs", url))
+        shutil.rmtree(_area("inputs", url, owner))
 
 
 def fetch_tree(url: ObjectURL, dest: str, *, endpoint: str | None = None, say: Message | None = None) -> str:

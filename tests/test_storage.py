@@ -496,3 +496,13 @@ def test_dropped_connections_are_retried_and_every_object_verified(s3, proxy, tm
     for i in range(1, 6):
         body = c.get_object(Bucket="media", Key=f"flaky/v/{stats['version']}/r/seg_{i:05d}.m4s")["Body"].read()
         assert body == (work / "r" / f"seg_{i:05d}.m4s").read_bytes()
+
+
+@requires_ffmpeg
+def test_dry_run_with_object_storage_writes_nothing(s3, mezz, scratch):
+    proc = cli(client_env(s3.endpoint, scratch), "encode", "s3://mezz/a.mp4", "-o", "s3://media/dry/", "-p", TINY_PROFILE,
+               "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "ffmpeg " in proc.stdout and "s3://" not in proc.stdout  # ffmpeg reads the local copy
+    assert str(scratch / "abrpipe-inputs") in proc.stdout and str(scratch / "abrpipe-work") in proc.stdout
+    assert listing(s3.client(), "media", "dry/") == {}
