@@ -49,7 +49,6 @@ SCRATCH_ENV = "ABRPIPE_SCRATCH"
 VERSIONS_DIR = "v"
 ENTRY_POINTS = ("master.m3u8", "manifest.mpd")  # switched last, in this order
 RECORD_NAME = "abrpipe.json"  # written after the entry points
-KEEP_VERSIONS = 2  # the one just published and the one the entry points named before
 
 MULTIPART_THRESHOLD_BYTES = 8 << 20
 _MIN_PART_BYTES = 8 << 20
@@ -567,7 +566,7 @@ class ObjectTarget:
         say = say or (lambda _m: None)
         files = _walk(work_dir)
         version = version_of(files)
-        stats = PublishStats(str(self.url), version, objects=len(files))
+        stats = PublishStats(str(self.url), version, objects=sum(1 for f in files if f.rel != RECORD_NAME))
         s3, bucket = self.s3, self.url.bucket
         vprefix = self.url.child(f"{VERSIONS_DIR}/{version}/")
         try:
@@ -591,7 +590,7 @@ class ObjectTarget:
         # The switch: entry points that name this version, then the record.
         point_dir = os.path.join(work_dir, _ENTRY_DIR)
         os.makedirs(point_dir, exist_ok=True)
-        switch: list[Upload] = []
+        switch: list[Upload | None] = []  # None: the store already holds exactly this entry point
         rel_prefix = f"{VERSIONS_DIR}/{version}/"
         for name in ENTRY_POINTS:
             src = os.path.join(work_dir, name)
@@ -609,7 +608,7 @@ class ObjectTarget:
             pointed_record = json.dumps(data, indent=2, default=str) + "\n"
             switch.append(self._entry(point_dir, RECORD_NAME, pointed_record, CACHE_RECORD, None))
         for up in switch:  # one at a time, in order: master.m3u8, manifest.mpd, abrpipe.json
-            if up.size < 0:
+            if up is None:
                 stats.skipped += 1
                 continue
             uploader.run([up], up.key.rsplit("/", 1)[-1])
@@ -618,13 +617,14 @@ class ObjectTarget:
         say(f"published {self.url}: version {version}, {stats.uploaded} object(s) uploaded, {stats.skipped} already there")
         return stats.to_dict()
 
-    def _entry(self, folder: str, name: str, text: str, cache: str, previous: str | None) -> Upload:
+    def _entry(self, folder: str, name: str, text: str, cache: str, previous: str | None) -> Upload | None:
+        if previous is not None and previous == text:
+            return None
         path = os.path.join(folder, name)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         f = describe_file(path, name)
-        same = previous is not None and previous == text
-        return Upload(self.url.child(name), path, -1 if same else f.size, f.etag, content_type(name), cache)
+        return Upload(self.url.child(name), path, f.size, f.etag, content_type(name), cache)
 
     def _read_text(self, key: str) -> str | None:
         try:

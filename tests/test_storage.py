@@ -234,7 +234,7 @@ class Watcher(threading.Thread):
 def test_encode_from_and_to_object_storage_then_republish(s3, mezz, proxy, scratch, tmp_path, in_process):
     c = s3.client()
     env = client_env(proxy.endpoint, scratch)
-    proxy.put_delay_s = 0.03  # widen the publish so the watcher reads it half-done
+    proxy.put_delay_s = 0.05  # widen the publish so the watcher reads it half-done
     watcher = Watcher(c, "media", "film/")
     watcher.start()
     try:
