@@ -833,14 +833,15 @@ def fetch_tree(url: ObjectURL, dest: str, *, endpoint: str | None = None, say: M
                 download(s3, url.bucket, key, dest_path, where=f"s3://{url.bucket}/{key}", error=InputError)
                 with open(dest_path, encoding="utf-8", errors="replace") as fh:
                     texts.append(fh.read())
-        wanted = set().union(*(_versions_named(t) for t in texts)) if texts else set()
+        wanted = set().union(*(_versions_named(t) for t in texts)) or None  # None: no versions, take everything
     keys = []
     for key in listed:
         rel = key[len(url.folder):]
         if not rel or rel.endswith("/") or os.path.exists(os.path.join(dest, rel)):
             continue
         parts = rel.split("/")
-        if wanted is not None and parts[0] == VERSIONS_DIR and len(parts) > 2 and parts[1] not in wanted:
+        if (wanted is not None and parts[0] == VERSIONS_DIR and len(parts) > 2
+                and re.fullmatch(r"[0-9a-f]{16}", parts[1]) and parts[1] not in wanted):
             continue  # an older (or unfinished) version that no manifest names
         if ".." in parts:
             continue

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from media import TINY_PROFILE, make_clip, requires_ffmpeg
+from media import TINY_PROFILE, make_clip, requires_ffmpeg, small_tmpfs
 from s3server import ACCESS_KEY, REQUIRE_ENV, SECRET_KEY, Proxy, client_env, seaweedfs
 
 from abrpipe import storage
@@ -445,20 +445,9 @@ def test_object_storage_errors_are_one_line(s3, mezz, scratch, tmp_path):
 
 @pytest.fixture()
 def tiny_scratch(tmp_path):
-    """A 256 KiB tmpfs as scratch space (root only, as CI runs)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail("the full-scratch test needs root to mount a small tmpfs")
-        pytest.skip("mounting a small tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    """A 256 KiB tmpfs as scratch space (root only, as CI runs: there, a failure if it cannot be had)."""
+    with small_tmpfs(tmp_path / "small", required=os.environ.get(REQUIRE_ENV) == "1") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_full_scratch_disk_is_one_line(s3, tiny_scratch, tmp_path):
