@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from abrpipe.errors import AbrpipeError, DependencyError, InputError, OutputError
+from abrpipe.errors import AbrpipeError, DependencyError, InputError, Interrupted, OutputError
 
 SCHEMES = ("s3",)
 SCRATCH_ENV = "ABRPIPE_SCRATCH"
@@ -422,6 +422,9 @@ class Uploader:
         except BaseException as exc:
             self._stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C / SIGTERM: the entry points were not switched
+                raise Interrupted(f"{self.where}: interrupted while uploading; the entry points were not switched",
+                                  hint="run the same command again: it uploads only what is missing") from exc
             if isinstance(exc, _Mismatch):
                 raise OutputError(str(exc), hint="nothing new was published; run again") from exc
             if isinstance(exc, Exception) and not isinstance(exc, AbrpipeError):

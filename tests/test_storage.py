@@ -4,6 +4,7 @@ mix, errors as one line with their exit code. URL parsing and manifest rewriting
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -309,28 +310,50 @@ def test_killed_upload_resumes_with_only_the_missing_objects(s3, mezz, proxy, sc
     c = s3.client()
     env = client_env(proxy.endpoint, scratch)
     argv = [sys.executable, "-m", "abrpipe", "encode", "s3://mezz/a.mp4", "-o", "s3://media/killed/", "-p", TINY_PROFILE, "--json"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def kill_at_first_playlist(path: str, nth: int) -> bool:
-        # The first media playlist goes up only after every segment and init was uploaded and verified.
-        if "/media/killed/v/" in path and ".m3u8" in path:
-            os.kill(proc.pid, signal.SIGKILL)
-            return True  # this PUT never reaches the server
-        return False
+    def run_until(sig: int, when) -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sent: list[int] = []
 
-    proxy.on_put = kill_at_first_playlist
-    try:
-        proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        def on_put(path: str, nth: int) -> bool:
+            if "/media/killed/v/" in path and when(path):
+                if not sent:  # one signal, as one Ctrl-C
+                    sent.append(sig)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, sig)
+                return sig == signal.SIGKILL  # a killed process's request never reaches the server
+            return False
+
+        proxy.on_put = on_put
+        try:
+            _, err = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        proxy.on_put = None
+        time.sleep(0.5)  # uploads already on the wire settle
+        return proc, err
+
+    # Ctrl-C / SIGTERM at the first upload: exit 143, one line, nothing switched.
+    proxy.put_delay_s = 0.1
+    proc, err = run_until(signal.SIGTERM, lambda path: True)
+    proxy.put_delay_s = 0
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    errors = [line for line in err.splitlines() if line.startswith("abrpipe: error:")]
+    assert errors == ["abrpipe: error: s3://media/killed/: interrupted while uploading; the entry points were not switched"]
+    after_term = listing(c, "media", "killed/")
+    assert all("/v/" in k for k in after_term)
+    # SIGKILL at the first media playlist, which goes up only after every segment and init was
+    # uploaded and verified: the segments before it were not uploaded twice.
+    proxy.clear()
+    proc, _ = run_until(signal.SIGKILL, lambda path: ".m3u8" in path)
     assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)  # uploads already on the wire settle
     partial = listing(c, "media", "killed/")
     assert partial and all("/v/" in k for k in partial)  # the entry points were never written
     assert {os.path.splitext(k)[1] for k in partial} == {".mp4", ".m4s"}  # segments and inits, nothing else
-    proxy.on_put = None
+    stored = {p.split("?")[0].removeprefix("/media/") for p in proxy.puts() if ".m3u8" not in p}
+    assert stored == set(partial) - set(after_term)
     proxy.clear()
 
     rerun = cli(env, "encode", "s3://mezz/a.mp4", "-o", "s3://media/killed/", "-p", TINY_PROFILE, "--json")
