@@ -64,9 +64,12 @@ EventCallback = Callable[[Event], None]
 
 
 def default_output(input_path: str) -> str:
-    """input.mp4 -> input-abr/ beside it (s3://b/in.mp4 -> s3://b/in-abr/)."""
-    if storage.is_url(input_path):
+    """input.mp4 -> input-abr/ beside it; s3://b/in.mp4 -> s3://b/in-abr/; another URL -> in-abr/ here."""
+    if input_path.lower().startswith("s3://"):
         return os.path.splitext(input_path.rstrip("/"))[0] + "-abr/"
+    if storage.is_url(input_path):
+        stem = os.path.splitext(os.path.basename(input_path.split("?", 1)[0].rstrip("/")))[0] or "input"
+        return os.path.abspath(stem + "-abr")
     base, _ = os.path.splitext(os.path.abspath(input_path))
     return base + "-abr"
 
