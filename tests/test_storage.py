@@ -511,10 +511,18 @@ def test_dropped_connections_are_retried_and_every_object_verified(s3, proxy, tm
 
 
 @requires_ffmpeg
-def test_dry_run_with_object_storage_writes_nothing(s3, mezz, scratch):
-    proc = cli(client_env(s3.endpoint, scratch), "encode", "s3://mezz/a.mp4", "-o", "s3://media/dry/", "-p", TINY_PROFILE,
-               "--dry-run")
+def test_dry_run_with_a_profile_and_endpoint_option_writes_nothing(s3, mezz, scratch):
+    """Credentials from a shared credentials file chosen by AWS_PROFILE, the endpoint from --endpoint."""
+    env = {k: v for k, v in client_env(s3.endpoint, scratch).items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")}
+    (scratch / "no-aws-credentials").write_text(
+        f"[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n"
+        f"[media]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n", encoding="utf-8")
+    env["AWS_PROFILE"] = "media"
+    proc = cli(env, "encode", "s3://mezz/a.mp4", "-o", "s3://media/dry/", "-p", TINY_PROFILE, "--dry-run",
+               "--endpoint", s3.endpoint)
     assert proc.returncode == 0, proc.stderr
     assert "ffmpeg " in proc.stdout and "s3://" not in proc.stdout  # ffmpeg reads the local copy
     assert str(scratch / "abrpipe-inputs") in proc.stdout and str(scratch / "abrpipe-work") in proc.stdout
+    assert SECRET_KEY not in proc.stdout + proc.stderr
     assert listing(s3.client(), "media", "dry/") == {}
