@@ -85,6 +85,7 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         from abrpipe.cli import pertitle_cmd
 
         base_profile = profile
+        target.check()  # before the trial encodes, as run_job does before the encode
         source_path = local_input(Job(input=input_path, output=out, profile=profile, endpoint=endpoint))
         analysis = pertitle_cmd.analyse_for_encode(source_path, profile, preset=preset, metric=metric,
                                                    allow_references=allow_references, quiet=quiet)
