@@ -86,6 +86,14 @@ def test_entry_points_are_rewritten_into_the_version():
     assert root.find(f".//{ns}ContentProtection").get("{urn:mpeg:cenc:2013}default_KID") == "00"
 
 
+def test_content_types_of_every_kind_of_object():
+    expected = {"master.m3u8": "application/vnd.apple.mpegurl", "manifest.mpd": "application/dash+xml",
+                "seg_00001.m4s": "video/iso.segment", "init.mp4": "video/mp4", "subs/seg_1.vtt": "text/vtt",
+                "thumbs/tile.JPG": "image/jpeg", "seg_1.ts": "video/mp2t", "abrpipe.json": "application/json",
+                "unknown.bin": "application/octet-stream"}
+    assert {name: storage.content_type(name) for name in expected} == expected
+
+
 # ---------------------------------------------------------------------------------------------
 # With a real server.
 
