@@ -23,7 +23,7 @@ from media import TINY_PROFILE, make_clip, requires_ffmpeg, small_tmpfs
 from s3server import ACCESS_KEY, REQUIRE_ENV, SECRET_KEY, Proxy, client_env, seaweedfs
 
 from abrpipe import storage
-from abrpipe.errors import ExitCode, InputError, OutputError
+from abrpipe.errors import DependencyError, ExitCode, InputError, OutputError
 
 # ---------------------------------------------------------------------------------------------
 # Without a server.
@@ -84,6 +84,13 @@ def test_entry_points_are_rewritten_into_the_version():
     assert [c.tag for c in root][:3] == [f"{ns}ProgramInformation", f"{ns}BaseURL", f"{ns}Period"]  # the schema's order
     assert root.find(f"{ns}BaseURL").text == "v/abc/"
     assert root.find(f".//{ns}ContentProtection").get("{urn:mpeg:cenc:2013}default_KID") == "00"
+
+
+def test_without_boto3_object_storage_is_a_dependency_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if `pip install abrpipe` without the s3 extra
+    with pytest.raises(DependencyError, match="object storage needs boto3") as err:
+        storage.client()
+    assert err.value.exit_code == ExitCode.DEPENDENCY and err.value.hint == "pip install 'abrpipe[s3]'"
 
 
 def test_content_types_of_every_kind_of_object():
