@@ -761,6 +761,10 @@ def download(s3: Any, bucket: str, key: str, dest: str, *, where: str, error: ty
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise explain(exc, where, s3, error) from exc
+    except BaseException:  # Ctrl-C / SIGTERM: no half-downloaded file left in scratch space
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     if in_part:
         parts.append(part_md5.digest())
     if got != size:
