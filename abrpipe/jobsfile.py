@@ -40,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from abrpipe import registry
-from abrpipe.errors import InputError, ProfileError
+from abrpipe import registry, storage
+from abrpipe.errors import InputError, OutputError, ProfileError
 from abrpipe.pipeline import Job, default_output
 from abrpipe.profile import Profile
 from abrpipe.publish import PARTIAL_SUFFIX
@@ -55,9 +55,9 @@ TOP_FIELDS: dict[str, str] = {
     "jobs": "the jobs: a list of [[jobs]] tables",
 }
 JOB_FIELDS: dict[str, str] = {
-    "input": "the source file (relative to the jobs file)",
+    "input": "the source file (relative to the jobs file), or an s3:// object",
     "name": "the job's name in reports; with no output, its directory name under output_dir. Default \"{stem}\"",
-    "output": "output directory (relative to the jobs file); default output_dir/<name>, or <input>-abr beside the input",
+    "output": "output directory (relative to the jobs file) or s3:// prefix; default output_dir/<name>, or <input>-abr beside the input",
     "profile": "profile name or path to a .toml/.yaml profile (relative to the jobs file)",
     "preset": "override the profile's encoder preset",
     "audio_tracks": 'override the profile\'s audio tracks: "all", "first", or a list of indices / languages',
@@ -66,7 +66,7 @@ JOB_FIELDS: dict[str, str] = {
 }
 DEFAULT_FIELDS: dict[str, str] = {
     **{k: v for k, v in JOB_FIELDS.items() if k not in ("input", "output")},
-    "output_dir": "directory that receives one output directory per job (relative to the jobs file)",
+    "output_dir": "directory (relative to the jobs file) or s3:// prefix that receives one output per job",
 }
 NAME_PLACEHOLDERS = ("stem", "profile")
 _NAME_RE = re.compile(r"^\w[\w .+\-]*$")
@@ -95,6 +95,7 @@ class BatchDefaults:
     allow_references: bool = False
     dash_schema: str | None = None
     keep_logs: bool = False
+    endpoint: str | None = None
 
 
 def is_jobs_file(arg: str) -> bool:
@@ -115,7 +116,19 @@ def _stem(path: str) -> str:
 
 
 def _is_url(path: str) -> bool:
-    return "://" in path
+    return storage.is_url(path)
+
+
+def _is_object(path: str) -> bool:
+    """An input abrpipe itself downloads (s3://): no --allow-references needed."""
+    try:
+        return storage.parse_input(path) is not None
+    except InputError:
+        return False
+
+
+def _resolve_output(base_dir: str, path: str) -> str:
+    return path if _is_url(path) else _resolve(base_dir, path)
 
 
 class _Problems:
@@ -268,7 +281,7 @@ def load_jobs_file(path: str, cli: BatchDefaults | None = None) -> list[BatchJob
         except ValueError as exc:
             problems.add(f"defaults.{key}", str(exc))
     if "output_dir" in defaults:
-        defaults["output_dir"] = _resolve(base_dir, defaults["output_dir"])
+        defaults["output_dir"] = _resolve_output(base_dir, defaults["output_dir"])
     _apply_cli(defaults, cli)
 
     raw_jobs = data.get("jobs")
@@ -310,7 +323,7 @@ def load_jobs_file(path: str, cli: BatchDefaults | None = None) -> list[BatchJob
             field_prefix=path_,
             explicit=frozenset(fields),
             input=fields["input"] if _is_url(fields["input"]) else _resolve(base_dir, fields["input"]),
-            output=_resolve(base_dir, fields["output"]) if "output" in fields else None,
+            output=_resolve_output(base_dir, fields["output"]) if "output" in fields else None,
             output_dir=merged.get("output_dir"),
             profile_ref=_profile_ref(merged.get("profile", "default"), base_dir),
             name_template=merged.get("name", "{stem}"),
@@ -340,7 +353,7 @@ def jobs_from_patterns(patterns: list[str], cli: BatchDefaults | None = None) ->
         else:
             inputs.append(os.path.abspath(os.path.expanduser(pattern)))
     inputs = list(dict.fromkeys(inputs))
-    output_dir = os.path.abspath(cli.output_dir) if cli.output_dir else None
+    output_dir = (cli.output_dir if _is_url(cli.output_dir) else os.path.abspath(cli.output_dir)) if cli.output_dir else None
     profile_ref = cli.profile or "default"
     specs = [
         _Spec(
@@ -400,7 +413,7 @@ def _apply_cli(defaults: dict[str, Any], cli: BatchDefaults) -> None:
     if cli.audio_tracks is not None:
         defaults["audio_tracks"] = cli.audio_tracks
     if cli.output_dir:
-        defaults["output_dir"] = os.path.abspath(cli.output_dir)
+        defaults["output_dir"] = cli.output_dir if _is_url(cli.output_dir) else os.path.abspath(cli.output_dir)
     if cli.validate is not None:
         defaults["validate"] = cli.validate
 
@@ -425,7 +438,10 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
             elif os.path.isdir(spec.input):
                 problems.items.append(f"{spec.prefix}: {_label(spec, 'input')}is a directory, not a media file{_at(spec)}")
                 ok = False
-        elif not spec.allow_references:
+        elif (problem := _url_problem(spec.input)) is not None:  # s3:/typo, s3://bucket/folder/
+            problems.items.append(f"{spec.prefix}: {_label(spec, 'input')}{problem}")
+            ok = False
+        elif not spec.allow_references and not _is_object(spec.input):
             problems.items.append(
                 f"{spec.prefix}: {_label(spec, 'input')}is a URL; set allow_references (or --allow-references) to let ffmpeg open it"
             )
@@ -454,14 +470,23 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
         name = raw_name.strip() if "name" in spec.explicit and "{" not in spec.name_template else safe_name(raw_name)
         if spec.output:
             output = spec.output
+        elif spec.output_dir and _is_url(spec.output_dir):
+            output = spec.output_dir.rstrip("/") + "/" + name + "/"
         elif spec.output_dir:
             output = os.path.join(spec.output_dir, name)
             if not _within(os.path.normpath(output), os.path.normpath(spec.output_dir)) or name in (".", ".."):
                 problems.items.append(f"{spec.prefix}: {_label(spec, 'name')}{name!r} would leave the output directory")
                 ok = False
         else:
-            output = default_output(spec.input) if not _is_url(spec.input) else os.path.abspath(stem + "-abr")
-        output = os.path.normpath(os.path.abspath(output))
+            output = default_output(spec.input) if not _is_url(spec.input) or _is_object(spec.input) else os.path.abspath(stem + "-abr")
+        if _is_url(output):
+            try:
+                storage.parse_output(output)
+            except OutputError as exc:
+                problems.items.append(f"{spec.prefix}: {_label(spec, 'output')}{exc.message}")
+                ok = False
+        else:
+            output = os.path.normpath(os.path.abspath(output))
         if not ok or profile is None:
             continue
         job = Job(
@@ -474,12 +499,22 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
             dash_schema=cli.dash_schema,
             allow_references=spec.allow_references,
             keep_logs=cli.keep_logs,
+            endpoint=cli.endpoint,
         )
         built.append((spec, name, output, job))
     _check_conflicts(built, problems)
     problems.raise_if_any()
     names = _unique_names([name for _, name, _, _ in built])
     return [BatchJob(name=n, job=job, where=spec.where) for (spec, _, _, job), n in zip(built, names, strict=True)]
+
+
+def _url_problem(text: str) -> str | None:
+    """Why an s3-like input cannot be read, or None."""
+    try:
+        storage.parse_input(text)
+    except InputError as exc:
+        return exc.message[len(text) + 2:] if exc.message.startswith(text + ": ") else exc.message
+    return None
 
 
 def _at(spec: _Spec) -> str:

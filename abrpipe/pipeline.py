@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, package, publish, stages
+from abrpipe import __version__, encode, package, publish, stages, storage
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
@@ -35,6 +35,7 @@ class Job:
     dash_schema: str | None = None
     allow_references: bool = False
     keep_logs: bool = False
+    endpoint: str | None = None  # object-store endpoint for s3:// inputs and outputs (credentials: boto3's chain)
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -56,15 +57,30 @@ class JobResult:
     validation: Any = None
     timings_s: dict[str, float] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    published: dict[str, Any] = field(default_factory=dict)  # what the publish target reports (objects uploaded...)
 
 
 EventCallback = Callable[[Event], None]
 
 
 def default_output(input_path: str) -> str:
-    """input.mp4 -> input-abr/ beside it."""
+    """input.mp4 -> input-abr/ beside it; s3://b/in.mp4 -> s3://b/in-abr/; another URL -> in-abr/ here."""
+    if input_path.lower().startswith("s3://"):
+        return os.path.splitext(input_path.rstrip("/"))[0] + "-abr/"
+    if storage.is_url(input_path):
+        stem = os.path.splitext(os.path.basename(input_path.split("?", 1)[0].rstrip("/")))[0] or "input"
+        return os.path.abspath(stem + "-abr")
     base, _ = os.path.splitext(os.path.abspath(input_path))
     return base + "-abr"
+
+
+def local_input(job: Job, on_event: EventCallback | None = None) -> str:
+    """The path ffmpeg reads: the input itself, or for s3:// the verified copy in scratch space."""
+    url = storage.parse_input(job.input)
+    if url is None:
+        return job.input
+    emit = on_event or (lambda e: None)
+    return storage.fetch_input(url, endpoint=job.endpoint, say=lambda m: emit(Event("download", m)), owner=job.output)
 
 
 def file_digest(path: str) -> str:
@@ -85,8 +101,9 @@ def profile_fingerprint(profile: Profile, preset: str | None, audio_tracks: str 
 
 def prepare_job(job: Job, on_event: EventCallback | None = None) -> tuple[SourceMedia, LadderPlan]:
     emit = on_event or (lambda e: None)
+    path = local_input(job, on_event)
     emit(Event("probe", job.input))
-    source = probe(job.input, allow_references=job.allow_references)
+    source = probe(path, allow_references=job.allow_references)
     emit(Event("plan", job.effective_profile().name))
     return source, plan_ladder(source, job.effective_profile(), audio_tracks=job.audio_tracks)
 
@@ -110,9 +127,11 @@ def run_job(
         result.timings_s[stage] = round(now - clock, 3)
         clock = now
 
+    target = publish.target_for(job.output, endpoint=job.endpoint)
+    target.check()  # a destination that cannot be written fails before the input is read
     result.source, result.plan = prepare_job(job, on_event)
     lap("probe_plan")
-    work = publish.prepare(job.output)
+    work = target.prepare()
     log_dir = os.path.join(work, ".logs")
     os.makedirs(log_dir)
     ok = False
@@ -155,14 +174,18 @@ def run_job(
         if not job.keep_logs:
             publish.discard(log_dir)
         emit(Event("publish", job.output))
-        publish.publish(work, job.output)
+        result.published = target.publish(work, lambda m: emit(Event("publish", m)))
+        target.discard(work)  # a local target renamed it away; an object store leaves the uploaded copy
         lap("publish")
         ok = True
     except OSError as exc:
         raise OutputError(f"{job.output}: {exc.strerror or exc} while writing the output", hint="check free space and permissions") from None
     finally:
         if not ok:
-            publish.discard(work)
+            target.discard(work)
+    url = storage.parse_input(job.input)
+    if url is not None:
+        storage.forget_input(url, job.output)  # the downloaded copy in scratch space
     emit(Event("done", job.output))
     return result
 
@@ -212,7 +235,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
     assert result.title is not None and result.plan is not None and result.source is not None
     return {
         "abrpipe_version": __version__,
-        "input": result.source.path,
+        "input": job.input if storage.is_url(job.input) else result.source.path,
         "input_digest": file_digest(result.source.path),
         "profile": job.effective_profile().name,
         "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks),

@@ -13,6 +13,8 @@ import errno
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from abrpipe.errors import OutputError
 
@@ -90,3 +92,54 @@ def publish(work_dir: str, out_dir: str) -> None:
 def discard(work_dir: str) -> None:
     with contextlib.suppress(OSError):
         shutil.rmtree(work_dir)
+
+
+class PublishTarget(Protocol):
+    """Where a validated work area goes: a local directory or an object store (storage.ObjectTarget)."""
+
+    display: str  # how messages name the destination
+
+    @property
+    def work_dir(self) -> str: ...  # where the work area is made
+
+    def check(self) -> None: ...  # fail before any encoding when the destination cannot be written
+    def prepare(self) -> str: ...  # a fresh, empty work area; returns its path
+    def publish(self, work_dir: str, say: Callable[[str], None] | None = None) -> dict[str, Any]: ...
+    def discard(self, work_dir: str) -> None: ...
+    def published_paths(self) -> tuple[str, ...]: ...  # the entry points, as shown to people
+
+
+class LocalTarget:
+    """A local directory: work in OUT.partial/ beside it, then one rename (see publish())."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.display = os.path.abspath(out_dir)
+        self.work_dir = partial_dir(out_dir)
+
+    def check(self) -> None:
+        check_writable(self.out_dir)
+
+    def prepare(self) -> str:
+        return prepare(self.out_dir)
+
+    def publish(self, work_dir: str, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+        publish(work_dir, self.out_dir)
+        return {"path": self.display}
+
+    def discard(self, work_dir: str) -> None:
+        discard(work_dir)
+
+    def published_paths(self) -> tuple[str, ...]:
+        return tuple(os.path.join(self.display, n) for n in ("master-ts.m3u8", "master.m3u8", "manifest.mpd"))
+
+
+def target_for(output: str, *, endpoint: str | None = None) -> PublishTarget:
+    """Where a job publishes: a LocalTarget, or an object-store target for s3:// URLs. A URL abrpipe
+    cannot write (ftp://, s3:/typo...) is refused here, before anything runs, never taken as a path."""
+    from abrpipe import storage
+
+    url = storage.parse_output(output)
+    if url is None:
+        return LocalTarget(output)
+    return storage.ObjectTarget(url, endpoint=endpoint, display=output)

@@ -3,10 +3,12 @@ independently of abrpipe's own parsers (ffprobe)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,20 @@ def ffmpeg_processes_under(path: str) -> list[int]:
         if "ffmpeg" in cmdline.split(" ")[0] and path in cmdline:
             pids.append(int(pid))
     return pids
+
+
+@contextlib.contextmanager
+def small_tmpfs(mnt: Path, size: str = "256k", *, required: bool = False) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at mnt (root only, as CI runs): a disk that fills up. Skips where it
+    cannot be mounted, or fails when `required`."""
+    mnt.mkdir(exist_ok=True)
+    missing = pytest.fail if required else pytest.skip
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        missing("mounting a small tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        missing(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

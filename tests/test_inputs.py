@@ -33,6 +33,7 @@ from batch_media import (
     validate,
     write_profile,
 )
+from media import small_tmpfs
 
 from abrpipe import batch
 from abrpipe.errors import ExitCode
@@ -369,17 +370,8 @@ def test_unwritable_output_fails_cleanly(bad, tmp_path):
 @pytest.fixture()
 def tiny_disk(tmp_path):
     """A 256 KiB tmpfs: too small for the output of a 4 s ladder."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.mark.slow

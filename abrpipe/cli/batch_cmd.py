@@ -6,11 +6,11 @@ import os
 import time
 
 import click
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from abrpipe import batch
-from abrpipe.cli.common import console_err, emit_json, json_option, quiet_option
+from abrpipe.cli.common import console_err, emit_json, endpoint_option, json_option, quiet_option
 from abrpipe.cli.encode_cmd import parse_audio_tracks
 from abrpipe.errors import ExitCode
 from abrpipe.jobsfile import BatchDefaults, is_jobs_file, jobs_from_patterns, load_jobs_file
@@ -45,8 +45,8 @@ class BatchDisplay(batch.BatchObserver):
         self.console = console_err()
         self.finished = 0
         self._bar: Progress | None = None
-        self._overall = None
-        self._rows: dict[str, object] = {}
+        self._overall: TaskID | None = None
+        self._rows: dict[str, TaskID] = {}
         self._last_line = time.monotonic()
 
     def __enter__(self) -> BatchDisplay:
@@ -145,7 +145,8 @@ def summary_table(result: batch.BatchResult) -> Table:
 
 @click.command(name="batch")
 @click.argument("sources", nargs=-1, required=True, metavar="JOBS_FILE | INPUT...")
-@click.option("-o", "--output-dir", metavar="DIR", help="Directory receiving one output per job (OUTPUT_DIR/<name>); default: beside each input.")
+@click.option("-o", "--output-dir", metavar="DIR",
+              help="Directory or s3://BUCKET/PREFIX/ receiving one output per job (OUTPUT_DIR/<name>); default: beside each input.")
 @click.option("--profile", "-p", "profile_ref",
               help="Profile for every job without its own (name or .toml/.yaml path). Inputs on the command line: default 'default'.")
 @click.option("--preset", help="Override the encoder preset of every job without its own.")
@@ -169,12 +170,13 @@ def summary_table(result: batch.BatchResult) -> Table:
               help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate each MPD against.")
 @click.option("--keep-logs", is_flag=True, help="Keep ffmpeg's logs in each OUTPUT/.logs/.")
 @click.option("--dry-run", is_flag=True, help="Validate the jobs, say what each would do (run or skip), run nothing.")
+@endpoint_option
 @json_option
 @quiet_option
 @click.pass_context
 def batch_cmd(ctx, sources, output_dir, profile_ref, preset, audio_tracks, allow_references, concurrency, retries,
               retry_delay, fail_fast, force, report_path, junit_path, scheduler, no_validate, dash_schema, keep_logs,
-              dry_run, as_json, quiet):
+              dry_run, endpoint, as_json, quiet):
     """Encode many titles: from a jobs file (.toml/.yaml), or from inputs and glob patterns.
 
     \b
@@ -195,6 +197,7 @@ def batch_cmd(ctx, sources, output_dir, profile_ref, preset, audio_tracks, allow
         allow_references=allow_references,
         dash_schema=dash_schema,
         keep_logs=keep_logs or ctx.obj.get("debug", False),
+        endpoint=endpoint,
     )
     if len(sources) == 1 and is_jobs_file(sources[0]):
         jobs = load_jobs_file(sources[0], defaults)

@@ -34,6 +34,15 @@ def quiet_option(f):
     return click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr (errors still show).")(f)
 
 
+def endpoint_option(f):
+    return click.option(
+        "--endpoint", metavar="URL",
+        help="Object-store endpoint for s3:// inputs and outputs (an S3-compatible server). Default: "
+             "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS S3. Credentials come from the environment, "
+             "AWS_PROFILE or an instance role.",
+    )(f)
+
+
 class ProgressDisplay:
     """Renders ffmpeg progress: a rich bar on a terminal, plain periodic lines otherwise (CI logs)."""
 
@@ -43,7 +52,7 @@ class ProgressDisplay:
         self.interval_s = interval_s
         self.console = console_err()
         self._bar: Progress | None = None
-        self._task = None
+        self._task: Any = None
         self._last_line = 0.0
 
     def __enter__(self) -> ProgressDisplay:

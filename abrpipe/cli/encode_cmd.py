@@ -9,12 +9,19 @@ import click
 from rich.table import Table
 
 from abrpipe import registry
-from abrpipe.cli.common import ProgressDisplay, console_err, emit_json, json_option, quiet_option
+from abrpipe.cli.common import (
+    ProgressDisplay,
+    console_err,
+    emit_json,
+    endpoint_option,
+    json_option,
+    quiet_option,
+)
 from abrpipe.encode import build_commands
 from abrpipe.errors import UsageError
-from abrpipe.pipeline import Event, Job, default_output, prepare_job, rendition_summary, run_job
+from abrpipe.pipeline import Event, Job, default_output, local_input, prepare_job, rendition_summary, run_job
 from abrpipe.profile import Profile
-from abrpipe.publish import partial_dir
+from abrpipe.publish import partial_dir, target_for
 from abrpipe.thumbnails import parse_spec
 from abrpipe.units import format_kbps
 
@@ -51,13 +58,15 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, path_type=str))
-@click.option("-o", "--output", help="Output directory (default: INPUT's name + '-abr' beside it). Work happens in OUTPUT.partial/.")
+@click.option("-o", "--output", help="Output directory or s3://BUCKET/PREFIX/ (default: INPUT's name + '-abr' beside it). "
+              "Work happens in OUTPUT.partial/ (for s3://, in scratch space: ABRPIPE_SCRATCH).")
 @job_options
 @click.option("--thumbnails", "thumbnails_spec", metavar="INTERVAL,WxH,CxR",
               help="Seek-bar thumbnails from the same decode, e.g. 10s,320x180,5x5: a WxH tile every INTERVAL, CxR tiles per "
                    "JPEG sprite sheet, described in WebVTT, the MPD and an HLS image playlist (overrides the profile's thumbnails).")
 @click.option("--hls-ts", is_flag=True,
               help="Also write HLS with MPEG-TS segments (master-ts.m3u8) for older devices: the same encoded frames, remuxed.")
+@endpoint_option
 @click.option("--dry-run", is_flag=True, help="Print the exact ffmpeg command(s) and run nothing.")
 @click.option("--no-validate", is_flag=True, help="Do not validate before publishing (by default an invalid result is never published).")
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
@@ -73,8 +82,8 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @json_option
 @quiet_option
 @click.pass_context
-def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, dry_run,
-           no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
+def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, endpoint,
+           dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -87,6 +96,7 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
 
         check_schema_dir(dash_schema)  # a wrong directory fails now, not after the encode
     out = output or default_output(input_path)
+    target = target_for(out, endpoint=endpoint)  # a URL abrpipe cannot write is refused here, before anything runs
     analysis = None
     if metric and not per_title:
         raise click.UsageError("--metric goes with --per-title")
@@ -97,7 +107,9 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         from abrpipe.cli import pertitle_cmd
 
         base_profile = profile
-        analysis = pertitle_cmd.analyse_for_encode(input_path, profile, preset=preset, metric=metric,
+        target.check()  # before the trial encodes, as run_job does before the encode
+        source_path = local_input(Job(input=input_path, output=out, profile=profile, endpoint=endpoint))
+        analysis = pertitle_cmd.analyse_for_encode(source_path, profile, preset=preset, metric=metric,
                                                    allow_references=allow_references, quiet=quiet)
         profile = analysis.profile
     job = Job(
@@ -110,11 +122,12 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         dash_schema=dash_schema,
         allow_references=allow_references,
         keep_logs=keep_logs or ctx.obj.get("debug", False),
+        endpoint=endpoint,
     )
     err = console_err()
     if dry_run:
         source, plan = prepare_job(job)
-        commands = build_commands(source, plan, partial_dir(out))
+        commands = build_commands(source, plan, target.work_dir)
         if as_json:
             emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands]})
         else:
@@ -125,7 +138,7 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         def on_event(e: Event) -> None:
             if e.progress is not None:
                 display.update(e.progress)
-            elif e.stage in ("plan", "package", "validate", "publish"):
+            elif e.stage in ("plan", "package", "validate", "publish", "download"):
                 display.message(f"{e.stage}: {e.message}".rstrip(": "))
 
         extra: dict = {}
@@ -147,15 +160,17 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         result = run_job(job, on_event, before_publish=add_reports if analysis is not None or report else None)
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
-        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
+        emit_json({"output": target.display, **result.record, "timings_s": result.timings_s,
+                   "published": result.published, **extra})
     if not quiet and result.plan is not None:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:
             err.print(f"note: {note}", highlight=False, markup=False)
         err.print(summary_table(renditions))
-        also = " and master-ts.m3u8" if result.title is not None and result.title.ts else ""
-        err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd{also}", highlight=False, markup=False)
+        has_ts = result.title is not None and bool(result.title.ts)
+        paths = [p for p in target.published_paths() if has_ts or not p.endswith("master-ts.m3u8")]
+        err.print(f"published: {' and '.join(paths)}", highlight=False, markup=False)
 
 
 def summary_table(renditions: list[dict]) -> Table:
