@@ -21,7 +21,7 @@ from abrpipe.encode import build_commands
 from abrpipe.errors import UsageError
 from abrpipe.pipeline import Event, Job, default_output, local_input, prepare_job, rendition_summary, run_job
 from abrpipe.profile import Profile
-from abrpipe.publish import partial_dir, target_for
+from abrpipe.publish import target_for
 from abrpipe.thumbnails import parse_spec
 from abrpipe.units import format_kbps
 

@@ -229,9 +229,6 @@ class Context:
         self.align_groups: dict[tuple, tuple[str, list[Rendition]]] = {}
         self.av_pairs: dict[tuple, tuple[Rendition, Rendition]] = {}
 
-    def all_renditions(self) -> list[Rendition]:
-        return list(self._renditions.values())
-
     # -- paths and files ----------------------------------------------------------------------
 
     def rel(self, path: str | None) -> str | None:
