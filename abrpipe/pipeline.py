@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, package, publish, stages
+from abrpipe import (
+    __version__,
+    encode,
+    package,
+    publish,
+    stages,
+    text_stage,  # noqa: F401  (registers the subtitles and captions stages)
+)
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
@@ -35,6 +42,8 @@ class Job:
     dash_schema: str | None = None
     allow_references: bool = False
     keep_logs: bool = False
+    subtitles: tuple = ()  # subtitles.SubtitleSpec: sidecar files to publish
+    source_subtitles: bool = True  # also publish the source's text tracks
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -220,7 +229,13 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
         "duration_s": round(result.title.duration_s, 3),
         "renditions": [rendition_summary(r) for r in result.title.renditions],
         "dropped_rungs": [{"rung": d.label, "reason": d.reason} for d in result.plan.dropped],
-        "notes": list(result.plan.notes),
+        "notes": list(result.plan.notes) + list(result.title.notes),
+        "subtitles": [
+            {"id": t.id, "language": t.language, "name": t.name, "forced": t.forced, "sdh": t.sdh,
+             "default": t.default, "cues": t.cue_count}
+            for t in result.title.text
+        ],
+        "closed_captions": sorted({v.closed_captions for v in result.title.video if v.closed_captions}),
         "validation": getattr(result.validation, "summary", lambda: None)() if result.validation else None,
     }
 

@@ -82,6 +82,11 @@ _RULES = [
     Rule("SEG-KEYFRAME", "error", "a video segment does not start with a sync sample"),
     Rule("SEG-IDR", "error", "a segment's first sample is flagged sync but its picture is not IDR/IRAP"),
     Rule("SEG-CONTINUITY", "error", "a segment does not start where the previous one ended (gap or overlap)"),
+    # Subtitles (WebVTT)
+    Rule("VTT-PARSE", "error", "a WebVTT subtitle file does not parse (header, cue timing, a cue ending before it starts)"),
+    Rule("VTT-TIMESTAMP-MAP", "error", "an HLS WebVTT segment has no X-TIMESTAMP-MAP tying its cues to the media timeline"),
+    Rule("VTT-CUE-OUTSIDE", "error", "a WebVTT segment holds a cue that lies outside the segment's time range"),
+    Rule("VTT-COVERAGE-GAP", "error", "a cue that runs past its segment's end is not repeated in the next segment"),
     # Alignment and cross-stream checks
     Rule("ALIGN-SEGMENTS", "error", "video renditions of one set have different segment boundaries"),
     Rule("ALIGN-KEYFRAMES", "error", "video renditions of one set have keyframes at different times"),
