@@ -187,7 +187,7 @@ def write_track(work_dir: str, track_id: str, spec: SubtitleSpec, cues: list[Cue
 def has_a53_captions(path: str, frames: int = CC_PROBE_FRAMES) -> bool:
     """True when the first video frames of `path` carry CEA-608/708 captions (A53 side data)."""
     argv = [tools.ffprobe_path(), "-v", "error", "-protocol_whitelist", SAFE_PROTOCOLS, "-select_streams", "v:0",
-            "-read_intervals", f"%+#{frames}", "-show_entries", "frame=side_data_list", "-of", "json",
+            "-read_intervals", f"%+#{frames}", "-show_entries", "frame=side_data_list:side_data=side_data_type", "-of", "json",
             "file:" + os.path.abspath(path)]
     try:
         data = json.loads(runner.capture(argv))
@@ -195,7 +195,7 @@ def has_a53_captions(path: str, frames: int = CC_PROBE_FRAMES) -> bool:
         return False
     return any(
         side.get("side_data_type") == A53_SIDE_DATA
-        for frame in data.get("frames") or []
+        for frame in (data.get("frames") or []) + (data.get("packets_and_frames") or [])
         for side in frame.get("side_data_list") or []
     )
 
