@@ -120,17 +120,20 @@ class SubtitlesStage:
         grid = (title.video or title.audio)[0] if (title.video or title.audio) else None
         if grid is None or not (specs or from_source):
             return replace(title, notes=title.notes + tuple(notes))
-        cues_of: dict[int, list[Cue]] = {}
+        cues_of: dict[int | None, list[Cue]] = {}
         if from_source:
             runner.run(extract_command(ctx.source, from_source, ctx.log_dir),
                        log_path=os.path.join(ctx.log_dir, "ffmpeg-subtitles.log"))
             for spec in from_source:
                 path = os.path.join(ctx.log_dir, f"text-{spec.stream_index}.vtt")
-                cues_of[id(spec)] = subtitles.parse_text(_read(path), f"{ctx.source.path} (stream #{spec.stream_index})")
-        all_specs = specs + from_source
+                cues_of[spec.stream_index] = subtitles.parse_text(_read(path), f"{ctx.source.path} (stream #{spec.stream_index})")
+        # One default track at most (RFC 8216: one DEFAULT=YES per group): the first one asked
+        # for, the sidecars before the source's tracks.
+        first_default = next((i for i, s in enumerate(specs + from_source) if s.default), None)
+        all_specs = [replace(s, default=i == first_default) for i, s in enumerate(specs + from_source)]
         tracks = []
         for spec, track_id in zip(all_specs, _track_ids(all_specs), strict=True):
-            cues = cues_of[id(spec)] if id(spec) in cues_of else subtitles.read_cues(spec.path or "")
+            cues = subtitles.read_cues(spec.path) if spec.path else cues_of[spec.stream_index]
             track, dropped = write_track(ctx.work_dir, track_id, spec, cues, grid)
             if dropped:
                 notes.append(f"{spec.label}: {dropped} cue(s) after the end of the title left out")
