@@ -15,7 +15,7 @@ from pathlib import Path
 from media import ffmpeg
 
 FPS = 25
-SECONDS = 6
+SECONDS = 8
 # (time in s, text): pop-on captions, each shown at its End Of Caption command.
 CAPTIONS = ((0.0, "HELLO"), (3.0, "WORLD"))
 # The source's own subtitle track (mov_text): one cue at 0, one across the 4-s segment boundary.

@@ -388,10 +388,10 @@
           var out = [];
           for (var i = 0; i < video.textTracks.length; i++) {
             var tt = video.textTracks[i];
-            if (tt.mode === 'disabled' || !tt.cues) continue;
+            if (!tt.cues) continue;  // a disabled track has no cue list
             for (var j = 0; j < tt.cues.length; j++) {
               var c = tt.cues[j];
-              out.push({ track: tt.language || tt.label || '', start: Math.round(c.startTime * 1000) / 1000,
+              out.push({ track: tt.language || tt.label || '', mode: tt.mode, start: Math.round(c.startTime * 1000) / 1000,
                          end: Math.round(c.endTime * 1000) / 1000, text: c.text || '' });
             }
           }
