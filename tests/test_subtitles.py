@@ -285,3 +285,24 @@ def test_ffmpeg_extracts_source_tracks_with_one_process(tmp_path):
     argv = extract_command(source, specs, str(tmp_path))
     assert argv.count("-i") == 1 and argv.count("-map") == 2 and argv.count("webvtt") == 4
 
+
+
+def test_jobs_file_takes_subtitles_and_checks_them_before_encoding(tmp_path):
+    from abrpipe import jobsfile
+
+    (tmp_path / "in.mp4").write_bytes(b"not read here")
+    (tmp_path / "fr.vtt").write_text(SIDECAR_VTT, encoding="utf-8")
+    (tmp_path / "bad.srt").write_text("1\n00:00:05,000 --> 00:00:04,000\nbackwards\n", encoding="utf-8")
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'schema = 1\n[[jobs]]\ninput = "in.mp4"\nprofile = "{TEXT_PROFILE}"\n'
+                    'subtitles = ["fr,forced=fr.vtt"]\nsource_subtitles = false\n')
+    (bj,) = jobsfile.load_jobs_file(str(jobs))
+    (spec,) = bj.job.subtitles
+    assert (spec.language, spec.forced, spec.path) == ("fr", True, str(tmp_path / "fr.vtt"))
+    assert bj.job.source_subtitles is False
+    jobs.write_text(f'schema = 1\n[[jobs]]\ninput = "in.mp4"\nprofile = "{TEXT_PROFILE}"\nsubtitles = ["en=bad.srt"]\n')
+    with pytest.raises(jobsfile.JobsFileError, match=r"jobs\[0\]\.subtitles.*cue 1 ends before it starts"):
+        jobsfile.load_jobs_file(str(jobs))
+    jobs.write_text(f'schema = 1\n[[jobs]]\ninput = "in.mp4"\nprofile = "{TEXT_PROFILE}"\nsubtitles = ["english=fr.vtt"]\n')
+    with pytest.raises(jobsfile.JobsFileError, match=r"jobs\[0\]\.subtitles.*not a BCP 47 language tag"):
+        jobsfile.load_jobs_file(str(jobs))
