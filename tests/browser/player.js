@@ -344,6 +344,11 @@
         var t = player.getTextTracks().filter(function (t) { return t.language === lang; })[0];
         if (!t) return -1;
         player.selectTextTrack(t);  // Shaka 5: selecting a text track shows it
+        // Shaka (HLS) places WebVTT cues with a timestamp offset it learns from the next *video*
+        // append; a text track chosen after the whole (short) title is buffered would wait for one
+        // forever and show nothing. Re-selecting the playing variant with clearBuffer refetches it.
+        var cur = player.getVariantTracks().filter(function (v) { return v.active; })[0];
+        if (cur) player.selectVariantTrack(cur, /* clearBuffer */ true);
         return 0;
       },
       extra: function () {
