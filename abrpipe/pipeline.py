@@ -81,7 +81,9 @@ def file_digest(path: str) -> str:
         return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def profile_fingerprint(profile: Profile, preset: str | None, audio_tracks: str | tuple | None = None) -> str:
+def profile_fingerprint(
+    profile: Profile, preset: str | None, audio_tracks: str | tuple | None = None, text: list | None = None
+) -> str:
     """Identifies what a job asks for (the resolved profile plus the job's overrides): a batch skips
     a job whose published record carries the same fingerprint, input digest and abrpipe version."""
     data = {k: v for k, v in profile.to_dict().items() if k not in ("origin", "path")}
@@ -89,7 +91,22 @@ def profile_fingerprint(profile: Profile, preset: str | None, audio_tracks: str 
         data["preset"] = preset
     if audio_tracks is not None:
         data["audio_tracks"] = audio_tracks if isinstance(audio_tracks, str) else list(audio_tracks)
+    if text is not None:
+        data["text"] = text
     return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def text_fingerprint(job: Job) -> list | None:
+    """What a job asks for in subtitles (None for the default: the source's tracks, no sidecar), with
+    each sidecar's content digest, so that a changed subtitle file is encoded again."""
+    if not job.subtitles and job.source_subtitles:
+        return None
+    sidecars = [
+        {"language": s.language, "forced": s.forced, "sdh": s.sdh, "default": s.default,
+         "digest": file_digest(s.path) if s.path and os.path.isfile(s.path) else None}
+        for s in job.subtitles
+    ]
+    return [{"source_subtitles": job.source_subtitles}, *sidecars]
 
 
 def prepare_job(job: Job, on_event: EventCallback | None = None) -> tuple[SourceMedia, LadderPlan]:
@@ -223,7 +240,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
         "input": result.source.path,
         "input_digest": file_digest(result.source.path),
         "profile": job.effective_profile().name,
-        "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks),
+        "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks, text_fingerprint(job)),
         "validated": job.validate,
         "created_unix": int(time.time()),
         "duration_s": round(result.title.duration_s, 3),

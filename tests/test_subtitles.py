@@ -306,3 +306,30 @@ def test_jobs_file_takes_subtitles_and_checks_them_before_encoding(tmp_path):
     jobs.write_text(f'schema = 1\n[[jobs]]\ninput = "in.mp4"\nprofile = "{TEXT_PROFILE}"\nsubtitles = ["english=fr.vtt"]\n')
     with pytest.raises(jobsfile.JobsFileError, match=r"jobs\[0\]\.subtitles.*not a BCP 47 language tag"):
         jobsfile.load_jobs_file(str(jobs))
+
+
+def test_subtitles_change_the_job_fingerprint(tmp_path):
+    from abrpipe.pipeline import profile_fingerprint, text_fingerprint
+
+    profile = registry.load(TEXT_PROFILE)
+    sub = tmp_path / "fr.vtt"
+    sub.write_text(SIDECAR_VTT, encoding="utf-8")
+    plain = Job(input="a.mp4", output="out", profile=profile)
+    assert text_fingerprint(plain) is None  # unchanged fingerprints for jobs without subtitle options
+    with_sub = Job(input="a.mp4", output="out", profile=profile, subtitles=(subtitles.parse_spec(f"fr={sub}"),))
+    first = profile_fingerprint(profile, None, None, text_fingerprint(with_sub))
+    assert first != profile_fingerprint(profile, None, None, text_fingerprint(plain))
+    sub.write_text(SIDECAR_VTT.replace("Bonjour", "Salut"), encoding="utf-8")
+    assert profile_fingerprint(profile, None, None, text_fingerprint(with_sub)) != first
+
+
+@requires_ffmpeg
+def test_dry_run_prints_the_subtitle_extraction(text_source, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "abrpipe", "encode", str(text_source), "-o", str(tmp_path / "o"), "--profile", TEXT_PROFILE, "--dry-run"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and "-map 0:2 -c:s webvtt -f webvtt" in lines[1]
+    assert not (tmp_path / "o").exists()
