@@ -271,6 +271,16 @@ def test_vtt_rule_fires_alone(rule, encoded, tmp_path):
 
 
 @requires_ffmpeg
+def test_dash_whole_track_file_is_checked_too(encoded, tmp_path):
+    out = tmp_path / "broken"
+    shutil.copytree(encoded, out)
+    (out / "subs-fr-forced" / "subtitles.vtt").write_text("NOT A WEBVTT FILE\n", encoding="utf-8")
+    report = validate_output(str(out / "manifest.mpd"))
+    assert [(f.rule, f.rendition) for f in report.errors] == [("VTT-PARSE", "subs-fr-forced")]
+    assert not validate_output(str(encoded / "manifest.mpd")).errors
+
+
+@requires_ffmpeg
 def test_probe_lists_text_tracks(text_source):
     proc = subprocess.run([sys.executable, "-m", "abrpipe", "probe", str(text_source)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
