@@ -84,6 +84,7 @@ class Profile:
     container: str = WRITTEN_CONTAINER
     warnings: tuple[str, ...] = ()  # allowed but against a recommendation: `profiles validate` shows them
     crf: int = 23  # the CRF of capped-CRF rungs that give none
+    source_subtitles: bool = True  # publish the source's text tracks as WebVTT
 
     def rate_control_of(self, rung: VideoRungSpec) -> str:
         """The rung's own rate control, or the profile's."""
@@ -136,6 +137,7 @@ TOP_FIELDS: dict[str, str] = {
     "outputs": 'manifests to write: ["hls", "dash"] (default both), ["hls"] or ["dash"]',
     "audio_tracks": 'which source audio tracks to keep, each as its own rendition: "all" (default), "first", or a list of indices / ISO 639-2 languages',
     "encoder_options": 'extra FFmpeg options per codec, e.g. [encoder_options.h264] x264-params = "aq-mode=3"',
+    "source_subtitles": "publish the source's text tracks (mov_text, SubRip, ASS, WebVTT) as WebVTT subtitles: default true",
     "rungs": "the video rungs, highest first within each codec ([[rungs]] tables)",
     "rung_overrides": "with extends: [[rung_overrides]] index = N plus the rung keys to change in the parent's rung N",
     "remove_rungs": "with extends: indices of the parent's rungs to drop, e.g. [0, 1]",
@@ -176,6 +178,7 @@ DEFAULTS: dict[str, Any] = {
     "container": WRITTEN_CONTAINER,
     "outputs": ["hls", "dash"],
     "audio_tracks": "all",
+    "source_subtitles": True,
     "encoder_options": {},
     "audio": [{"codec": "aac", "bitrate": "128k", "channels": 2}],
 }
@@ -344,6 +347,7 @@ def build_profile(
     container = get("container", _choice(CONTAINERS), f'expected "{WRITTEN_CONTAINER}"')
     outputs = get("outputs", _outputs, 'expected a non-empty list from ["hls", "dash"]')
     audio_tracks = get("audio_tracks", _audio_tracks, 'expected "all", "first", or a list of track indices / languages like ["eng", 1]')
+    source_subtitles = get("source_subtitles", _bool, "expected true or false")
     encoder_options = get("encoder_options", _encoder_options, "expected tables of option = value per codec, like [encoder_options.h264]")
 
     if gop_s and segment_s:
@@ -385,11 +389,16 @@ def build_profile(
         container=container,
         warnings=tuple(errors.warnings),
         crf=default_crf,
+        source_subtitles=source_subtitles,
     )
 
 
 def _fail() -> Any:
     raise ValueError
+
+
+def _bool(v: Any) -> bool:
+    return v if isinstance(v, bool) else _fail()
 
 
 def _str(v: Any) -> str:
@@ -652,15 +661,15 @@ def _check_codecs(
             errors.warn(f"{path}.{p.field}", p.message)
     for i, a in enumerate(audio):
         path = f"audio[{i}]"
-        encoder = codecs.audio(a.codec)
-        if encoder is None:
+        audio_encoder = codecs.audio(a.codec)
+        if audio_encoder is None:
             errors.add(f"{path}.codec", codecs.unknown_codec(a.codec, "audio"))
             continue
-        if container not in encoder.containers:
-            errors.add(f"{path}.codec", f'{a.codec} needs container = "{encoder.containers[0]}" (it cannot be carried in "{container}")')
-        for p in encoder.check_rung(a):
+        if container not in audio_encoder.containers:
+            errors.add(f"{path}.codec", f'{a.codec} needs container = "{audio_encoder.containers[0]}" (it cannot be carried in "{container}")')
+        for p in audio_encoder.check_rung(a):
             errors.add(f"{path}.{p.field}", p.message)
-        for p in encoder.warnings_for(a):
+        for p in audio_encoder.warnings_for(a):
             errors.warn(f"{path}.{p.field}", p.message)
     for codec, _ in encoder_options:
         if codec not in codecs.registry():
@@ -688,6 +697,7 @@ def to_schema(profile: Profile) -> dict[str, Any]:
         "container": profile.container,
         "outputs": list(profile.outputs),
         "audio_tracks": profile.audio_tracks if isinstance(profile.audio_tracks, str) else list(profile.audio_tracks),
+        "source_subtitles": profile.source_subtitles,
     }
     if profile.encoder_options:
         data["encoder_options"] = {codec: dict(opts) for codec, opts in profile.encoder_options}

@@ -79,7 +79,7 @@ def dry_run_commands(job: Any, source: SourceMedia, work_dir: str) -> list:
     """The text extraction command a job runs after the encode (for --dry-run)."""
     from abrpipe.encode import EncodeCommand
 
-    specs = source_specs(source)[0] if getattr(job, "source_subtitles", True) else []
+    specs = source_specs(source)[0] if keeps_source_subtitles(job) else []
     if not specs:
         return []
     log_dir = os.path.join(work_dir, ".logs")
@@ -104,18 +104,23 @@ def _track_name(spec: SubtitleSpec) -> str:
     return name + (" (forced)" if spec.forced else "") + (" SDH" if spec.sdh else "")
 
 
+def keeps_source_subtitles(job: Any) -> bool:
+    """--no-subtitles (or source_subtitles = false in the jobs file or the profile) drops them."""
+    return getattr(job, "source_subtitles", True) and getattr(job.effective_profile(), "source_subtitles", True)
+
+
 class SubtitlesStage:
     name = "subtitles"
 
     def wanted(self, job: Any) -> bool:
-        return bool(getattr(job, "subtitles", ())) or getattr(job, "source_subtitles", True)
+        return bool(getattr(job, "subtitles", ())) or keeps_source_subtitles(job)
 
     def run(self, ctx: stages.StageContext) -> Title:
         job, title = ctx.job, ctx.title
         specs: list[SubtitleSpec] = list(getattr(job, "subtitles", ()))
         notes: list[str] = []
         from_source: list[SubtitleSpec] = []
-        if getattr(job, "source_subtitles", True):
+        if keeps_source_subtitles(job):
             from_source, notes = source_specs(ctx.source)
         grid = (title.video or title.audio)[0] if (title.video or title.audio) else None
         if grid is None or not (specs or from_source):

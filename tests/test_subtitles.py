@@ -343,3 +343,19 @@ def test_dry_run_prints_the_subtitle_extraction(text_source, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and "-map 0:2 -c:s webvtt -f webvtt" in lines[1]
     assert not (tmp_path / "o").exists()
+
+
+def test_profile_can_drop_the_source_text_tracks(tmp_path):
+    from abrpipe.errors import ProfileError
+    from abrpipe.text_stage import SubtitlesStage
+
+    path = tmp_path / "nosubs.toml"
+    path.write_text(f'schema = 1\nextends = "{TEXT_PROFILE}"\nsource_subtitles = false\n')
+    profile = registry.load(str(path))
+    assert profile.source_subtitles is False and registry.load(TEXT_PROFILE).source_subtitles is True
+    assert not SubtitlesStage().wanted(Job(input="a.mp4", output="o", profile=profile))
+    sidecar = subtitles.SubtitleSpec("fr", path="fr.vtt")
+    assert SubtitlesStage().wanted(Job(input="a.mp4", output="o", profile=profile, subtitles=(sidecar,)))
+    path.write_text(f'schema = 1\nextends = "{TEXT_PROFILE}"\nsource_subtitles = "no"\n')
+    with pytest.raises(ProfileError, match="source_subtitles: expected true or false"):
+        registry.load(str(path))
