@@ -229,6 +229,8 @@ class CaptionsStage:
                         shutil.copyfileobj(part, out)
             if has_a53_captions(sample):
                 marked[v.id] = "CC1"
+            elif v.frame_rate and ctx.plan.base_fps and v.frame_rate < ctx.plan.base_fps:
+                notes.append(f"{v.id}: no closed captions at {float(v.frame_rate):g} fps (a reduced frame rate drops them)")
             else:
                 notes.append(f"{v.id}: the source's closed captions did not reach this rendition")
             os.remove(sample)

@@ -359,3 +359,20 @@ def test_profile_can_drop_the_source_text_tracks(tmp_path):
     path.write_text(f'schema = 1\nextends = "{TEXT_PROFILE}"\nsource_subtitles = "no"\n')
     with pytest.raises(ProfileError, match="source_subtitles: expected true or false"):
         registry.load(str(path))
+
+
+@requires_ffmpeg
+def test_rungs_at_a_reduced_frame_rate_carry_no_captions(text_source, tmp_path):
+    profile = tmp_path / "half.toml"
+    profile.write_text(f'schema = 1\nextends = "{TEXT_PROFILE}"\n[[rung_overrides]]\nindex = 1\nmax_fps = 15\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "abrpipe", "encode", str(text_source), "-o", str(tmp_path / "o"), "--profile", str(profile),
+         "--dry-run", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    argv = json.loads(proc.stdout)["commands"][0]["argv"]
+    assert argv[argv.index("-a53cc:v:1") + 1] == "0"  # 12.5 fps: the dropped frames took caption bytes with them
+    assert "-a53cc:v:0" not in argv  # full rate: libx264 passes the captions through (a53cc on by default)
