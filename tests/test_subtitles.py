@@ -158,7 +158,7 @@ def test_every_cue_is_in_the_segments_it_overlaps_with_its_own_times(encoded):
     origin = segs[0].base_decode_time
     bounds = [((s.base_decode_time - origin) / track.timescale, (s.base_decode_time + s.duration - origin) / track.timescale)
               for s in segs]
-    assert len(bounds) == 3 and bounds[1][0] == pytest.approx(2.0) and bounds[2][0] == pytest.approx(4.0)
+    assert len(bounds) == 4 and [b[0] for b in bounds] == pytest.approx([0.0, 2.0, 4.0, 6.0])
     for track_dir, expected in (("subs-en-sdh", SOURCE_CUES), ("subs-fr-forced", SIDECAR_CUES)):
         files = sorted((encoded / track_dir).glob("seg_*.vtt"))
         assert len(files) == len(bounds), "one WebVTT segment per video segment"
@@ -190,7 +190,7 @@ def test_hls_signals_subtitles_and_closed_captions(encoded):
     text = (encoded / "master.m3u8").read_text()
     assert text.count('SUBTITLES="subs"') == 2 and text.count('CLOSED-CAPTIONS="cc"') == 2
     media = m3u8.load(str(encoded / "subs-en-sdh" / "playlist.m3u8"))
-    assert [s.uri for s in media.segments] == ["seg_00001.vtt", "seg_00002.vtt", "seg_00003.vtt"]
+    assert [s.uri for s in media.segments] == ["seg_00001.vtt", "seg_00002.vtt", "seg_00003.vtt", "seg_00004.vtt"]
     assert media.segment_map in (None, []) and media.is_endlist
 
 

@@ -60,7 +60,8 @@ def _sei(pairs: list[tuple[int, int]]) -> bytes:
 
 
 def make_text_source(directory: Path, *, captions: bool = True) -> Path:
-    """SECONDS s of 320x180 @ 25 fps, a tone, the mov_text track (eng, SDH) and CEA-608 captions."""
+    """SECONDS s of 320x180 @ 25 fps, a tone, the mov_text track (eng, SDH) and CEA-608 captions:
+    four 2-s segments with the test profile (tests/data/text.toml)."""
     raw = directory / "raw.h264"
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=320x180:rate={FPS}", "-t", str(SECONDS), "-c:v", "libx264",
            "-preset", "ultrafast", "-bf", "0", "-x264-params", "aud=1", "-f", "h264", str(raw))
