@@ -376,3 +376,25 @@ def test_rungs_at_a_reduced_frame_rate_carry_no_captions(text_source, tmp_path):
     argv = json.loads(proc.stdout)["commands"][0]["argv"]
     assert argv[argv.index("-a53cc:v:1") + 1] == "0"  # 12.5 fps: the dropped frames took caption bytes with them
     assert "-a53cc:v:0" not in argv  # full rate: libx264 passes the captions through (a53cc on by default)
+
+
+@requires_ffmpeg
+@pytest.mark.parametrize(("container", "codec"), [("mkv", "ass"), ("mkv", "srt"), ("webm", "webvtt")])
+def test_source_text_tracks_of_every_kind_become_cues(container, codec, tmp_path):
+    from abrpipe import runner
+    from abrpipe.probe import probe
+    from abrpipe.text_stage import extract_command, source_specs
+
+    srt = tmp_path / "in.srt"
+    srt.write_text("1\n00:00:00,500 --> 00:00:01,250\nFirst\n\n2\n00:00:01,500 --> 00:00:02,000\nSecond line\n")
+    src = tmp_path / f"in.{container}"
+    video = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"] if container == "webm" else ["-c:v", "libx264", "-preset", "ultrafast"]
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10", "-i", str(srt),
+                    "-t", "3", *video, "-c:s", codec, "-metadata:s:s:0", "language=fre", str(src)], check=True)
+    source = probe(str(src))
+    assert [t.codec for t in source.subtitles] == [{"srt": "subrip"}.get(codec, codec)]
+    specs, notes = source_specs(source)
+    assert not notes and [s.language for s in specs] == ["fr"]
+    runner.run(extract_command(source, specs, str(tmp_path)))
+    cues = subtitles.parse_text((tmp_path / f"text-{specs[0].stream_index}.vtt").read_text(), "x")
+    assert [(c.start_ms, c.end_ms, c.text) for c in cues] == [(500, 1250, "First"), (1500, 2000, "Second line")]
