@@ -26,14 +26,19 @@ CC_GROUP = "cc"
 SDH_CHARACTERISTICS = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
 
 
-def _media_playlist(r: Rendition, target: int) -> m3u8.M3U8:
+def _vod_playlist(target: int) -> m3u8.M3U8:
     pl = m3u8.M3U8()
     pl.version = HLS_VERSION
     pl.target_duration = target
     pl.media_sequence = None
     pl.playlist_type = "vod"
-    pl.is_independent_segments = r.kind == "video"
     pl.is_endlist = True
+    return pl
+
+
+def _media_playlist(r: Rendition, target: int) -> m3u8.M3U8:
+    pl = _vod_playlist(target)
+    pl.is_independent_segments = r.kind == "video"
     init = {"uri": INIT_NAME}
     for seg in r.segments:
         pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration / r.timescale, init_section=init))
@@ -42,12 +47,7 @@ def _media_playlist(r: Rendition, target: int) -> m3u8.M3U8:
 
 def _text_playlist(t: TextTrack, target: int) -> m3u8.M3U8:
     """WebVTT segments on the video's grid: no EXT-X-MAP (plain text, not fMP4)."""
-    pl = m3u8.M3U8()
-    pl.version = HLS_VERSION
-    pl.target_duration = target
-    pl.media_sequence = None
-    pl.playlist_type = "vod"
-    pl.is_endlist = True
+    pl = _vod_playlist(target)
     for seg in t.segments:
         pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration / t.timescale))
     return pl
