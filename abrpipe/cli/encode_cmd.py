@@ -131,6 +131,11 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         for note in result.record.get("notes", result.plan.notes):
             err.print(f"note: {note}", highlight=False, markup=False)
         err.print(summary_table(renditions))
+        for t in result.record.get("subtitles", []):
+            flags = "".join(f", {f}" for f in ("default", "forced", "sdh") if t[f])
+            err.print(f"subtitles {t['id']}: {t['name']} ({t['language']}{flags}), {t['cues']} cues", highlight=False, markup=False)
+        if result.record.get("closed_captions"):
+            err.print(f"closed captions: {', '.join(result.record['closed_captions'])} (CEA-608 in the H.264 video)", highlight=False, markup=False)
         err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd", highlight=False, markup=False)
 
 
