@@ -398,3 +398,24 @@ def test_source_text_tracks_of_every_kind_become_cues(container, codec, tmp_path
     runner.run(extract_command(source, specs, str(tmp_path)))
     cues = subtitles.parse_text((tmp_path / f"text-{specs[0].stream_index}.vtt").read_text(), "x")
     assert [(c.start_ms, c.end_ms, c.text) for c in cues] == [(500, 1250, "First"), (1500, 2000, "Second line")]
+
+
+@requires_ffmpeg
+def test_bitmap_subtitles_are_listed_and_left_out_with_a_reason(tmp_path):
+    import json
+
+    from text_media import make_pgs_source
+
+    source = make_pgs_source(tmp_path)
+    probe_out = subprocess.run([sys.executable, "-m", "abrpipe", "probe", str(source)], capture_output=True, text=True, timeout=60)
+    assert "subtitles #1 (s:0): hdmv_pgs_subtitle, language deu, bitmap: not published (WebVTT needs text)" in probe_out.stderr
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "abrpipe", "encode", str(source), "-o", str(out), "--profile", TEXT_PROFILE, "--json", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["subtitles"] == [] and not list(out.glob("subs-*"))
+    assert any("subtitles #1 (hdmv_pgs_subtitle, deu) not published: bitmap subtitles cannot become WebVTT" in n
+               for n in record["notes"]), record["notes"]

@@ -104,3 +104,22 @@ def caption_events(path: Path) -> list[tuple[float, str]]:
             start = int(h) * 3600 + int(m) * 60 + float(rest.replace(",", "."))
             events.append((round(start, 2), re.sub(r"<[^>]*>|\{[^}]*\}", "", " ".join(lines[2:]))))
     return events
+
+
+def make_pgs_source(directory: Path) -> Path:
+    """3 s of video with a (German) PGS bitmap subtitle track: FFmpeg cannot encode bitmap subtitles
+    from text, so the .sup stream is written here: two display sets, each a presentation
+    composition segment (no objects) and an end segment."""
+    import struct
+
+    def segment(pts: int, kind: int, data: bytes) -> bytes:
+        return b"PG" + struct.pack(">II", pts, 0) + bytes([kind]) + struct.pack(">H", len(data)) + data
+
+    composition = struct.pack(">HHBHBBBB", 320, 180, 0x10, 0, 0x80, 0, 0, 0)
+    sup = directory / "bitmap.sup"
+    sup.write_bytes(b"".join(segment(pts, kind, data) for pts in (90000, 180000)
+                             for kind, data in ((0x16, composition), (0x80, b""))))
+    path = directory / "pgs.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-i", str(sup), "-t", "3", "-map", "0", "-map", "1",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:s", "copy", "-metadata:s:s:0", "language=deu", str(path))
+    return path

@@ -39,7 +39,8 @@ def probe_cmd(input_path, allow_references, as_json):
     for t in source.subtitles:
         flags = [f for f, on in (("default", t.default), ("forced", t.forced), ("SDH", t.hearing_impaired)) if on]
         kind = "bitmap: not published (WebVTT needs text)" if t.bitmap else "text"
-        err.print(f"  subtitles #{t.index} (s:{t.position}): {t.codec}, language {t.language or 'und'}, {kind} {' '.join(flags)}".rstrip())
+        err.print(f"  subtitles #{t.index} (s:{t.position}): {t.codec}, language {t.language or 'und'}, {kind} {' '.join(flags)}".rstrip(),
+                  soft_wrap=True, highlight=False)
 
 
 @click.command()
