@@ -55,7 +55,15 @@ from abrpipe.errors import (
 )
 from abrpipe.jobsfile import BatchJob
 from abrpipe.package import MASTER_NAME, MPD_NAME
-from abrpipe.pipeline import RECORD_NAME, Event, Job, file_digest, profile_fingerprint, run_job
+from abrpipe.pipeline import (
+    RECORD_NAME,
+    Event,
+    Job,
+    file_digest,
+    profile_fingerprint,
+    run_job,
+    text_fingerprint,
+)
 
 STATUSES = ("succeeded", "skipped", "failed", "interrupted", "cancelled")
 # Errors that would repeat identically on a retry: the input, the profile or the tools are wrong.
@@ -73,7 +81,7 @@ class BatchInterrupted(AbrpipeError):
 
     def __init__(self, message: str, *, code: int = int(ExitCode.INTERRUPTED), hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.exit_code = code  # 130 for Ctrl-C, 143 for SIGTERM
+        self.exit_code = code  # type: ignore[assignment]  # 130 for Ctrl-C, 143 for SIGTERM (not an ExitCode member)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +165,7 @@ def check_up_to_date(job: Job) -> tuple[bool, str]:
         return False, "the previous record is not a job record"
     if record.get("abrpipe_version") != __version__:
         return False, f"the previous output was made by abrpipe {record.get('abrpipe_version')}, this is {__version__}"
-    if record.get("profile_fingerprint") != profile_fingerprint(job.profile, job.preset, job.audio_tracks):
+    if record.get("profile_fingerprint") != profile_fingerprint(job.profile, job.preset, job.audio_tracks, text_fingerprint(job)):
         return False, "the profile or the job's overrides changed"
     if job.validate and not record.get("validated"):
         return False, "the previous output was not validated"
@@ -626,10 +634,11 @@ def junit_xml(result: BatchResult) -> bytes:
     skipped = sum(1 for e in entries if e["status"] in ("skipped", "cancelled"))
     total_s = f"{result.finished_unix - result.started_unix:.3f}"
     counts = {"tests": str(len(entries)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped), "time": total_s}
-    suites = ET.Element("testsuites", name="abrpipe batch", **counts)
+    suites = ET.Element("testsuites", {"name": "abrpipe batch", **counts})
     suite = ET.SubElement(
-        suites, "testsuite", name="abrpipe batch", hostname=socket.gethostname(),
-        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(result.started_unix)), **counts,
+        suites, "testsuite",
+        {"name": "abrpipe batch", "hostname": socket.gethostname(),
+         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(result.started_unix)), **counts},
     )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="abrpipe_version", value=__version__)

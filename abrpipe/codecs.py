@@ -241,6 +241,15 @@ class X264(VideoEncoder):
         opts["flags"] = "+cgop"
         return opts
 
+    def output_options(self, rung: PlannedRung, plan: LadderPlan) -> Options:
+        opts = super().output_options(rung, plan)
+        if rung.fps_divisor > 1:
+            # A rung at a fraction of the frame rate drops frames and the CEA-608 bytes they carry:
+            # what would remain of the captions is garbled, so this rung carries none (a53cc is on
+            # by default and passes the source's captions through).
+            opts["a53cc"] = "0"
+        return opts
+
 
 class X265(VideoEncoder):
     def check_preset(self, preset: str) -> str | None:

@@ -14,6 +14,7 @@ from fractions import Fraction
 from mpegdash.nodes import (
     MPEGDASH,
     AdaptationSet,
+    BaseURL,
     Descriptor,
     Period,
     Representation,
@@ -24,7 +25,7 @@ from mpegdash.nodes import (
 from mpegdash.parser import MPEGDASHParser
 
 from abrpipe.encode import INIT_NAME
-from abrpipe.package import MPD_NAME, Rendition, Title
+from abrpipe.package import MPD_NAME, Rendition, TextTrack, Title
 from abrpipe.thumbnails import SHEET_TEMPLATE, ImageTrack
 from abrpipe.units import format_rate
 
@@ -32,6 +33,9 @@ DASH_NS = "urn:mpeg:dash:schema:mpd:2011"
 PROFILES = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"
 CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
+CEA608_SCHEME = "urn:scte:dash:cc:cea-608:2015"
+# DASH-IF IOP: subtitles for the hard of hearing carry this Accessibility (TV-Anytime purpose 2).
+HARD_OF_HEARING_SCHEME = "urn:tva:metadata:cs:AudioPurposeCS:2007"
 
 
 def iso_duration(seconds: float) -> str:
@@ -114,6 +118,33 @@ def _video_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
             rep.frame_rate = format_rate(Fraction(r.frame_rate))
         reps.append(rep)
     aset.representations = reps
+    channels = sorted({r.closed_captions for r in renditions if r.closed_captions})
+    if channels and all(r.closed_captions for r in renditions):
+        # CEA-608 in the video's SEI: the channel and its (unknown) language, DASH-IF IOP 6.4.3.
+        aset.accessibilities = [_descriptor(CEA608_SCHEME, ";".join(f"{c}=und" for c in channels))]
+    return aset
+
+
+def _text_set(set_id: int, t: TextTrack) -> AdaptationSet:
+    """One WebVTT file for the whole track (the sidecar form): dash.js and Shaka both read it,
+    where dash.js cannot read segmented text/vtt (it asks for an init segment)."""
+    aset = AdaptationSet()
+    aset.id = set_id
+    aset.content_type = "text"
+    aset.mime_type = "text/vtt"
+    aset.lang = t.language
+    roles = ["main"] if t.default else []
+    roles.append("forced-subtitle" if t.forced else "caption" if t.sdh else "subtitle")
+    aset.roles = [_descriptor(ROLE_SCHEME, r) for r in roles]
+    if t.sdh:
+        aset.accessibilities = [_descriptor(HARD_OF_HEARING_SCHEME, "2")]
+    rep = Representation()
+    rep.id = t.id
+    rep.bandwidth = max(1, round(t.sidecar_size_bytes * 8 / t.duration_s)) if t.duration_s else 1
+    url = BaseURL()
+    url.base_url_value = f"{t.id}/{t.sidecar}"
+    rep.base_urls = [url]
+    aset.representations = [rep]
     return aset
 
 
@@ -155,6 +186,8 @@ def build_mpd(title: Title) -> MPEGDASH:
         languages.setdefault((a.language, a.codec.split(".")[0]), []).append(a)
     for renditions in languages.values():
         sets.append(_audio_set(len(sets), renditions))
+    for t in title.text:
+        sets.append(_text_set(len(sets), t))
     for track in title.images:
         sets.append(_image_set(len(sets), track))
     period.adaptation_sets = sets

@@ -5,30 +5,90 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import m3u8
 
 from abrpipe.encode import INIT_NAME
 from abrpipe.hls_ts import TS_MASTER
-from abrpipe.package import IFRAME_PLAYLIST, MASTER_NAME, MEDIA_PLAYLIST, Rendition, Title, target_duration
+from abrpipe.package import (
+    IFRAME_PLAYLIST,
+    MASTER_NAME,
+    MEDIA_PLAYLIST,
+    Rendition,
+    TextTrack,
+    Title,
+    target_duration,
+)
 from abrpipe.thumbnails import IMAGE_PLAYLIST, ImageTrack
 
 HLS_VERSION = 7  # fMP4 segments with EXT-X-MAP in media playlists (RFC 8216 section 7)
 PREFERRED_START_KBPS = 2000  # Apple 1.32: the first listed variant should be about 2 Mb/s
+SUBTITLES_GROUP = "subs"
+CC_GROUP = "cc"
+SDH_CHARACTERISTICS = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
 
 
-def _media_playlist(r: Rendition, target: int) -> m3u8.M3U8:
+def _vod_playlist(target: int) -> m3u8.M3U8:
     pl = m3u8.M3U8()
     pl.version = HLS_VERSION
     pl.target_duration = target
     pl.media_sequence = None
     pl.playlist_type = "vod"
-    pl.is_independent_segments = r.kind == "video"
     pl.is_endlist = True
+    return pl
+
+
+def _media_playlist(r: Rendition, target: int) -> m3u8.M3U8:
+    pl = _vod_playlist(target)
+    pl.is_independent_segments = r.kind == "video"
     init = {"uri": INIT_NAME}
     for seg in r.segments:
         pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration / r.timescale, init_section=init))
     return pl
+
+
+def _text_playlist(t: TextTrack, target: int) -> m3u8.M3U8:
+    """WebVTT segments on the video's grid: no EXT-X-MAP (plain text, not fMP4)."""
+    pl = _vod_playlist(target)
+    for seg in t.segments:
+        pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration / t.timescale))
+    return pl
+
+
+def _text_media(title: Title) -> list[m3u8.Media]:
+    """EXT-X-MEDIA for every subtitle track, and for the closed captions the video carries."""
+    media = []
+    for t in title.text:
+        media.append(
+            m3u8.Media(
+                uri=f"{t.id}/{MEDIA_PLAYLIST}",
+                type="SUBTITLES",
+                group_id=SUBTITLES_GROUP,
+                language=t.language,
+                name=t.name,
+                default="YES" if t.default else "NO",
+                # Forced tracks are chosen by the player (they translate foreign dialogue), the
+                # others when they match the viewer's language preferences.
+                autoselect="YES",
+                forced="YES" if t.forced else "NO",
+                characteristics=SDH_CHARACTERISTICS if t.sdh else None,
+            )
+        )
+    for channel in sorted({v.closed_captions for v in title.video if v.closed_captions}):
+        media.append(
+            m3u8.Media(type="CLOSED-CAPTIONS", group_id=CC_GROUP, language="und", name=channel, default="NO",
+                       autoselect="YES", instream_id=channel)
+        )
+    return media
+
+
+def _closed_captions(title: Title, v: Rendition) -> str | None:
+    """CLOSED-CAPTIONS of a variant: the group when its video carries captions; NONE on every variant
+    when no video does (RFC 8216 4.3.4.2: NONE on one variant means NONE on all of them)."""
+    if v.closed_captions:
+        return f'"{CC_GROUP}"'
+    return None if any(r.closed_captions for r in title.video) else "NONE"
 
 
 def iframe_entries(r: Rendition) -> list[tuple[str, float, int, int]]:
@@ -84,6 +144,9 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
     for r in title.renditions:
         _media_playlist(r, target).dump(os.path.join(out_dir, r.id, MEDIA_PLAYLIST))
         written.append(f"{r.id}/{MEDIA_PLAYLIST}")
+    for t in title.text:
+        _text_playlist(t, target).dump(os.path.join(out_dir, t.id, MEDIA_PLAYLIST))
+        written.append(f"{t.id}/{MEDIA_PLAYLIST}")
 
     master = m3u8.M3U8()
     master.is_variant = True
@@ -107,15 +170,17 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                     channels=_channels(a),
                 )
             )
+    for m in _text_media(title):
+        master.add_media(m)
     variants = []
-    audio_choices = list(groups.items()) or [("", [])]  # no audio: one choice, no AUDIO group
+    audio_choices: list[tuple[str | None, list[Rendition]]] = list(groups.items()) or [(None, [])]
     for v in title.video:
-        for group_id, renditions in audio_choices:
+        for choice_id, renditions in audio_choices:
             # BANDWIDTH: the worst case of this variant with any rendition of its audio group.
             audio_peak = max((a.peak_bps for a in renditions), default=0)
             audio_avg = max((a.average_bps for a in renditions), default=0)
             codecs = ",".join(dict.fromkeys([v.codec] + [a.codec for a in renditions]))
-            info = {
+            info: dict[str, Any] = {
                 "bandwidth": v.peak_bps + audio_peak,
                 "average_bandwidth": v.average_bps + audio_avg,
                 "codecs": codecs,
@@ -123,20 +188,25 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 "frame_rate": float(v.frame_rate) if v.frame_rate else None,
                 "video_range": "SDR",
             }
-            if group_id:
-                info["audio"] = group_id
+            if choice_id:
+                info["audio"] = choice_id
+            if title.text:
+                info["subtitles"] = SUBTITLES_GROUP
+            info["closed_captions"] = _closed_captions(title, v)
             variants.append((v, m3u8.Playlist(uri=f"{v.id}/{MEDIA_PLAYLIST}", stream_info=info, media=master.media, base_uri=None)))
     if not title.video:
         # Audio-only: one variant per audio rung, playing its default language and naming its group,
         # so the other languages stay selectable.
-        for group_id, renditions in audio_choices:
+        for choice_id, renditions in audio_choices:
             main = _group_main(renditions)
             info = {
                 "bandwidth": max(a.peak_bps for a in renditions),
                 "average_bandwidth": max(a.average_bps for a in renditions),
                 "codecs": main.codec,
-                "audio": group_id,
+                "audio": choice_id,
             }
+            if title.text:
+                info["subtitles"] = SUBTITLES_GROUP
             variants.append((main, m3u8.Playlist(uri=f"{main.id}/{MEDIA_PLAYLIST}", stream_info=info, media=master.media, base_uri=None)))
     # Apple 1.32: list first the variant closest to 2 Mb/s; the rest follow in ascending bandwidth.
     variants.sort(key=lambda item: item[1].stream_info.bandwidth)

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from abrpipe import registry, storage
+from abrpipe import registry, storage, subtitles
 from abrpipe.errors import InputError, OutputError, ProfileError
 from abrpipe.pipeline import Job, default_output
 from abrpipe.profile import Profile
@@ -63,6 +63,8 @@ JOB_FIELDS: dict[str, str] = {
     "audio_tracks": 'override the profile\'s audio tracks: "all", "first", or a list of indices / languages',
     "validate": "validate before publishing (default true)",
     "allow_references": "let ffmpeg open inputs that reference other files or URLs (default false)",
+    "subtitles": 'sidecar subtitle files: a list of "LANG[,forced][,sdh][,default]=FILE" (FILE relative to the jobs file)',
+    "source_subtitles": "publish the source's own text tracks (default true)",
 }
 DEFAULT_FIELDS: dict[str, str] = {
     **{k: v for k, v in JOB_FIELDS.items() if k not in ("input", "output")},
@@ -211,6 +213,17 @@ def _name_template(v: Any) -> str:
     return text
 
 
+def _subtitles_field(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError('expected a list of "LANG[,forced][,sdh][,default]=FILE" strings')
+    for x in v:
+        try:
+            subtitles.parse_spec(x)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+    return tuple(v)
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "input": _str_field,
     "name": _name_template,
@@ -221,6 +234,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "audio_tracks": _audio_tracks_field,
     "validate": _bool_field,
     "allow_references": _bool_field,
+    "subtitles": _subtitles_field,
+    "source_subtitles": _bool_field,
 }
 
 
@@ -331,7 +346,14 @@ def load_jobs_file(path: str, cli: BatchDefaults | None = None) -> list[BatchJob
             audio_tracks=merged.get("audio_tracks"),
             validate=merged.get("validate", True),
             allow_references=bool(merged.get("allow_references", False)) or cli.allow_references,
+            subtitles=tuple(subtitles.parse_spec(v, base_dir=base_dir) for v in merged.get("subtitles", ())),
+            source_subtitles=merged.get("source_subtitles", True),
         )
+        try:
+            subtitles.check_specs(spec.subtitles)  # a bad sidecar fails the file check, before any encode
+        except InputError as exc:
+            problems.add(f"{path_}.subtitles", exc.message)
+            continue
         specs.append(spec)
     return _build(specs, cli, problems, profiles)
 
@@ -393,6 +415,8 @@ class _Spec:
     audio_tracks: str | tuple | None
     validate: bool
     allow_references: bool
+    subtitles: tuple = ()  # subtitles.SubtitleSpec, paths resolved
+    source_subtitles: bool = True
 
 
 def _resolve(base_dir: str, path: str) -> str:
@@ -500,6 +524,8 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
             allow_references=spec.allow_references,
             keep_logs=cli.keep_logs,
             endpoint=cli.endpoint,
+            subtitles=spec.subtitles,
+            source_subtitles=spec.source_subtitles,
         )
         built.append((spec, name, output, job))
     _check_conflicts(built, problems)

@@ -60,6 +60,7 @@ class Rendition:
     default: bool = False
     codec_family: str | None = None  # groups video renditions into DASH AdaptationSets
     group: str | None = None  # audio: the HLS group (one per audio rung; its members are languages)
+    closed_captions: str | None = None  # video: the CEA-608 channel its SEI carries ("CC1"), if any
 
     @property
     def duration_s(self) -> float:
@@ -84,11 +85,42 @@ class Rendition:
 
 
 @dataclass(frozen=True)
+class TextSegment:
+    uri: str  # relative to the track directory
+    start: int  # on the video's segment grid, timescale units
+    duration: int
+
+
+@dataclass(frozen=True)
+class TextTrack:
+    """A subtitle track: WebVTT segments on the video's segment grid (HLS) and the whole track as
+    one WebVTT file (DASH), in the directory `id`."""
+
+    id: str
+    language: str  # BCP 47
+    name: str
+    timescale: int
+    segments: tuple[TextSegment, ...]
+    sidecar: str  # the whole track in one file, relative to the track directory
+    forced: bool = False
+    sdh: bool = False  # subtitles for the deaf and hard of hearing
+    default: bool = False
+    cue_count: int = 0
+    sidecar_size_bytes: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration for s in self.segments) / self.timescale
+
+
+@dataclass(frozen=True)
 class Title:
     video: tuple[Rendition, ...]
     audio: tuple[Rendition, ...]
     images: tuple[ImageTrack, ...] = ()  # thumbnail sprite sheets (thumbnails stage)
     ts: tuple[TsVariant, ...] = ()  # the MPEG-TS HLS set (hls-ts stage)
+    text: tuple[TextTrack, ...] = ()
+    notes: tuple[str, ...] = ()  # what optional stages want the user to know (a track left out...)
 
     @property
     def duration_s(self) -> float:

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, package, publish, stages, storage
+from abrpipe import (
+    __version__,
+    encode,
+    package,
+    publish,
+    stages,
+    storage,
+    text_stage,  # noqa: F401  (registers the subtitles and captions stages)
+)
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
@@ -36,6 +44,8 @@ class Job:
     allow_references: bool = False
     keep_logs: bool = False
     endpoint: str | None = None  # object-store endpoint for s3:// inputs and outputs (credentials: boto3's chain)
+    subtitles: tuple = ()  # subtitles.SubtitleSpec: sidecar files to publish
+    source_subtitles: bool = True  # also publish the source's text tracks
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -88,7 +98,9 @@ def file_digest(path: str) -> str:
         return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def profile_fingerprint(profile: Profile, preset: str | None, audio_tracks: str | tuple | None = None) -> str:
+def profile_fingerprint(
+    profile: Profile, preset: str | None, audio_tracks: str | tuple | None = None, text: list | None = None
+) -> str:
     """Identifies what a job asks for (the resolved profile plus the job's overrides): a batch skips
     a job whose published record carries the same fingerprint, input digest and abrpipe version."""
     data = {k: v for k, v in profile.to_dict().items() if k not in ("origin", "path")}
@@ -96,7 +108,22 @@ def profile_fingerprint(profile: Profile, preset: str | None, audio_tracks: str 
         data["preset"] = preset
     if audio_tracks is not None:
         data["audio_tracks"] = audio_tracks if isinstance(audio_tracks, str) else list(audio_tracks)
+    if text is not None:
+        data["text"] = text
     return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def text_fingerprint(job: Job) -> list | None:
+    """What a job asks for in subtitles (None for the default: the source's tracks, no sidecar), with
+    each sidecar's content digest, so that a changed subtitle file is encoded again."""
+    if not job.subtitles and job.source_subtitles:
+        return None
+    sidecars = [
+        {"language": s.language, "forced": s.forced, "sdh": s.sdh, "default": s.default,
+         "digest": file_digest(s.path) if s.path and os.path.isfile(s.path) else None}
+        for s in job.subtitles
+    ]
+    return [{"source_subtitles": job.source_subtitles}, *sidecars]
 
 
 def prepare_job(job: Job, on_event: EventCallback | None = None) -> tuple[SourceMedia, LadderPlan]:
@@ -238,13 +265,19 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
         "input": job.input if storage.is_url(job.input) else result.source.path,
         "input_digest": file_digest(result.source.path),
         "profile": job.effective_profile().name,
-        "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks),
+        "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks, text_fingerprint(job)),
         "validated": job.validate,
         "created_unix": int(time.time()),
         "duration_s": round(result.title.duration_s, 3),
         "renditions": [rendition_summary(r) for r in result.title.renditions],
         "dropped_rungs": [{"rung": d.label, "reason": d.reason} for d in result.plan.dropped],
-        "notes": list(result.plan.notes),
+        "notes": list(result.plan.notes) + list(result.title.notes),
+        "subtitles": [
+            {"id": t.id, "language": t.language, "name": t.name, "forced": t.forced, "sdh": t.sdh,
+             "default": t.default, "cues": t.cue_count}
+            for t in result.title.text
+        ],
+        "closed_captions": sorted({v.closed_captions for v in result.title.video if v.closed_captions}),
         "validation": getattr(result.validation, "summary", lambda: None)() if result.validation else None,
         "timings_s": dict(result.timings_s),  # probe_plan, encode, each optional stage, package, validate
         **delivery_summary(result.title),

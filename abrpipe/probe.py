@@ -77,6 +77,25 @@ class AudioTrack:
 
 
 @dataclass(frozen=True)
+class SubtitleTrack:
+    index: int  # absolute stream index
+    position: int  # nth subtitle stream (ffmpeg's s:N)
+    codec: str
+    language: str | None  # as tagged (ISO 639-2 or BCP 47); None when untagged/und
+    title: str | None
+    default: bool
+    forced: bool
+    hearing_impaired: bool
+
+    @property
+    def bitmap(self) -> bool:
+        """Pictures (PGS, DVB, VobSub), not text: they cannot become WebVTT."""
+        from abrpipe.subtitles import BITMAP_CODECS
+
+        return self.codec in BITMAP_CODECS
+
+
+@dataclass(frozen=True)
 class SourceMedia:
     path: str  # absolute
     format_name: str
@@ -85,6 +104,7 @@ class SourceMedia:
     bit_rate: int | None
     video: VideoTrack | None
     audio: tuple[AudioTrack, ...]
+    subtitles: tuple[SubtitleTrack, ...] = ()
 
     @property
     def ffmpeg_url(self) -> str:
@@ -196,6 +216,7 @@ def _to_source(path: str, abspath: str, data: dict, allow_references: bool) -> S
     if duration is None or duration <= 0:
         raise InputError(f"{path}: has no duration")
     audio = tuple(_audio_track(s, n) for n, s in enumerate(audio_streams))
+    subtitle_streams = [s for s in streams if s.get("codec_type") == "subtitle"]
     return SourceMedia(
         path=abspath,
         format_name=format_name,
@@ -204,6 +225,23 @@ def _to_source(path: str, abspath: str, data: dict, allow_references: bool) -> S
         bit_rate=int(fmt["bit_rate"]) if str(fmt.get("bit_rate", "")).isdigit() else None,
         video=video,
         audio=audio,
+        subtitles=tuple(_subtitle_track(s, n) for n, s in enumerate(subtitle_streams)),
+    )
+
+
+def _subtitle_track(s: dict, position: int) -> SubtitleTrack:
+    tags = {k.lower(): v for k, v in (s.get("tags") or {}).items()}
+    disposition = s.get("disposition") or {}
+    language = tags.get("language")
+    return SubtitleTrack(
+        index=int(s["index"]),
+        position=position,
+        codec=s.get("codec_name", "unknown"),
+        language=None if not language or language == "und" else language,
+        title=tags.get("title"),
+        default=bool(disposition.get("default")),
+        forced=bool(disposition.get("forced")),
+        hearing_impaired=bool(disposition.get("hearing_impaired")),
     )
 
 
@@ -248,7 +286,7 @@ def _video_track(s: dict) -> VideoTrack:
         pix_fmt=pix_fmt,
         bit_depth=depth,
         color_transfer=s.get("color_transfer"),
-        frame_count=int(nb_frames) if str(nb_frames or "").isdigit() else None,
+        frame_count=int(str(nb_frames)) if str(nb_frames or "").isdigit() else None,
     )
 
 
@@ -276,7 +314,7 @@ def source_to_dict(source: SourceMedia) -> dict:
             return float(obj)
         return obj
 
-    out = {k: clean(v) for k, v in source.__dict__.items() if k not in ("video", "audio")}
+    out = {k: clean(v) for k, v in source.__dict__.items() if k not in ("video", "audio", "subtitles")}
     if source.video:
         out["video"] = {k: clean(v) for k, v in source.video.__dict__.items()}
         out["video"]["display_width"] = source.video.display_width
@@ -285,4 +323,5 @@ def source_to_dict(source: SourceMedia) -> dict:
     else:
         out["video"] = None
     out["audio"] = [dict(a.__dict__) for a in source.audio]
+    out["subtitles"] = [dict(t.__dict__, bitmap=t.bitmap) for t in source.subtitles]
     return out

@@ -87,6 +87,7 @@ class Profile:
     crf: int = 23  # the CRF of capped-CRF rungs that give none
     thumbnails: ThumbnailSpec | None = None  # seek-bar sprite sheets, made from the encode's decode
     hls_ts: bool = False  # also HLS with MPEG-TS segments (master-ts.m3u8), remuxed from the same frames
+    source_subtitles: bool = True  # publish the source's text tracks as WebVTT
 
     def rate_control_of(self, rung: VideoRungSpec) -> str:
         """The rung's own rate control, or the profile's."""
@@ -147,6 +148,7 @@ TOP_FIELDS: dict[str, str] = {
     "encoder_options": 'extra FFmpeg options per codec, e.g. [encoder_options.h264] x264-params = "aq-mode=3"',
     "thumbnails": 'seek-bar thumbnails "INTERVAL,WxH,CxR", e.g. "10s,320x180,5x5": a WxH JPEG tile every INTERVAL, CxR tiles per sprite sheet (default: none)',
     "hls_ts": "also write HLS with MPEG-TS segments (master-ts.m3u8) from the same encoded frames, for older devices: true or false (default)",
+    "source_subtitles": "publish the source's text tracks (mov_text, SubRip, ASS, WebVTT) as WebVTT subtitles: default true",
     "rungs": "the video rungs, highest first within each codec ([[rungs]] tables)",
     "rung_overrides": "with extends: [[rung_overrides]] index = N plus the rung keys to change in the parent's rung N",
     "remove_rungs": "with extends: indices of the parent's rungs to drop, e.g. [0, 1]",
@@ -187,6 +189,7 @@ DEFAULTS: dict[str, Any] = {
     "container": WRITTEN_CONTAINER,
     "outputs": ["hls", "dash"],
     "audio_tracks": "all",
+    "source_subtitles": True,
     "encoder_options": {},
     "audio": [{"codec": "aac", "bitrate": "128k", "channels": 2}],
     "thumbnails": None,
@@ -359,6 +362,7 @@ def build_profile(
     audio_tracks = get("audio_tracks", _audio_tracks, 'expected "all", "first", or a list of track indices / languages like ["eng", 1]')
     thumbnails = get("thumbnails", _thumbnails, 'expected "INTERVAL,WxH,CxR" like "10s,320x180,5x5"')
     hls_ts = get("hls_ts", _bool, "expected true or false")
+    source_subtitles = get("source_subtitles", _bool, "expected true or false")
     encoder_options = get("encoder_options", _encoder_options, "expected tables of option = value per codec, like [encoder_options.h264]")
 
     if gop_s and segment_s:
@@ -402,11 +406,16 @@ def build_profile(
         crf=default_crf,
         thumbnails=thumbnails,
         hls_ts=hls_ts,
+        source_subtitles=source_subtitles,
     )
 
 
 def _fail() -> Any:
     raise ValueError
+
+
+def _bool(v: Any) -> bool:
+    return v if isinstance(v, bool) else _fail()
 
 
 def _str(v: Any) -> str:
@@ -713,6 +722,7 @@ def to_schema(profile: Profile) -> dict[str, Any]:
         "container": profile.container,
         "outputs": list(profile.outputs),
         "audio_tracks": profile.audio_tracks if isinstance(profile.audio_tracks, str) else list(profile.audio_tracks),
+        "source_subtitles": profile.source_subtitles,
     }
     if profile.thumbnails:
         data["thumbnails"] = str(profile.thumbnails)

@@ -134,7 +134,7 @@ def delete_segment(out: Path) -> None:
 def bandwidth_divided_by_10(out: Path) -> None:
     edit(
         out / "master.m3u8",
-        r"(#EXT-X-STREAM-INF:BANDWIDTH=)(\d+)",
+        r"(#EXT-X-STREAM-INF:(?:CLOSED-CAPTIONS=NONE,)?BANDWIDTH=)(\d+)",
         lambda m: f"{m.group(1)}{int(m.group(2)) // 10}",
     )
 

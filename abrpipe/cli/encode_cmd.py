@@ -8,7 +8,7 @@ from dataclasses import replace
 import click
 from rich.table import Table
 
-from abrpipe import registry
+from abrpipe import registry, subtitles, text_stage
 from abrpipe.cli.common import (
     ProgressDisplay,
     console_err,
@@ -72,6 +72,9 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
               help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.")
 @click.option("--keep-logs", is_flag=True, help="Keep ffmpeg's logs in OUTPUT/.logs/.")
+@click.option("--subtitles", "subtitle_specs", multiple=True, metavar="LANG[,forced][,sdh][,default]=FILE",
+              help="Publish a sidecar SRT or WebVTT file as a subtitle track (LANG: a BCP 47 tag such as en or pt-BR); repeatable.")
+@click.option("--no-subtitles", is_flag=True, help="Do not publish the source's own text tracks (kept by default).")
 @click.option("--per-title", is_flag=True,
               help="Encode INPUT's own ladder, built from trial encodes within the profile's limits (see `abrpipe ladder --per-title`).")
 @click.option("--metric", type=click.Choice(("vmaf", "xpsnr", "ssim", "psnr")),
@@ -83,7 +86,7 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, endpoint,
-           dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
+           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, as_json, quiet):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -91,6 +94,8 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     whole result is complete and valid.
     """
     profile = with_delivery_options(registry.load(profile_ref), thumbnails_spec, hls_ts)
+    # Sidecar subtitles are read now: a bad file fails before the encode, not after it.
+    text_specs = subtitles.check_specs(tuple(subtitles.parse_spec(v) for v in subtitle_specs))
     if dash_schema and not no_validate:
         from abrpipe.validate import check_schema_dir
 
@@ -123,11 +128,13 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         allow_references=allow_references,
         keep_logs=keep_logs or ctx.obj.get("debug", False),
         endpoint=endpoint,
+        subtitles=text_specs,
+        source_subtitles=not no_subtitles,
     )
     err = console_err()
     if dry_run:
         source, plan = prepare_job(job)
-        commands = build_commands(source, plan, target.work_dir)
+        commands = build_commands(source, plan, target.work_dir) + text_stage.dry_run_commands(job, source, target.work_dir)
         if as_json:
             emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands]})
         else:
@@ -165,9 +172,14 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     if not quiet and result.plan is not None:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
-        for note in result.plan.notes:
+        for note in result.record.get("notes", result.plan.notes):
             err.print(f"note: {note}", highlight=False, markup=False)
         err.print(summary_table(renditions))
+        for t in result.record.get("subtitles", []):
+            flags = "".join(f", {f}" for f in ("default", "forced", "sdh") if t[f])
+            err.print(f"subtitles {t['id']}: {t['name']} ({t['language']}{flags}), {t['cues']} cues", highlight=False, markup=False)
+        if result.record.get("closed_captions"):
+            err.print(f"closed captions: {', '.join(result.record['closed_captions'])} (CEA-608 in the H.264 video)", highlight=False, markup=False)
         has_ts = result.title is not None and bool(result.title.ts)
         paths = [p for p in target.published_paths() if has_ts or not p.endswith("master-ts.m3u8")]
         err.print(f"published: {' and '.join(paths)}", highlight=False, markup=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.table import Table
 
@@ -17,7 +19,7 @@ from abrpipe.units import format_kbps
 @click.option("--allow-references", is_flag=True, help="Let ffprobe follow playlists / lists of other files.")
 @json_option
 def probe_cmd(input_path, allow_references, as_json):
-    """Describe INPUT as abrpipe sees it: streams, display size, rotation, frame rate, audio tracks."""
+    """Describe INPUT as abrpipe sees it: streams, display size, rotation, frame rate, audio and subtitle tracks."""
     source = probe(input_path, allow_references=allow_references)
     if as_json:
         emit_json(source_to_dict(source))
@@ -34,6 +36,11 @@ def probe_cmd(input_path, allow_references, as_json):
         err.print("  no video")
     for a in source.audio:
         err.print(f"  audio #{a.index} (a:{a.position}): {a.codec} {a.channels}ch {a.sample_rate} Hz, language {a.language or 'und'}")
+    for t in source.subtitles:
+        flags = [f for f, on in (("default", t.default), ("forced", t.forced), ("SDH", t.hearing_impaired)) if on]
+        kind = "bitmap: not published (WebVTT needs text)" if t.bitmap else "text"
+        err.print(f"  subtitles #{t.index} (s:{t.position}): {t.codec}, language {t.language or 'und'}, {kind} {' '.join(flags)}".rstrip(),
+                  soft_wrap=True, highlight=False)
 
 
 @click.command()
@@ -65,7 +72,7 @@ def ladder(input_path, profile_ref, allow_references, per_title, metric, plot, s
     profile = registry.load(profile_ref)
     err = console_err()
     if input_path is None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"codec": r.codec, "size": f"{r.width}x{r.height}" if r.width else f"{r.height}p", "bitrate_kbps": r.bitrate_kbps,
              "maxrate_kbps": r.maxrate_kbps, "bufsize_kbps": r.bufsize_kbps, "crf": r.crf, "max_fps": r.max_fps,
              "profile": r.codec_profile}
@@ -100,12 +107,12 @@ def ladder(input_path, profile_ref, allow_references, per_title, metric, plot, s
     table = Table(title=f"{profile.name} applied to {source.path}", title_justify="left")
     for col in ("rendition", "size", "fps", "bitrate", "maxrate", "GOP"):
         table.add_column(col)
-    for r in plan.video:
-        table.add_row(r.id, f"{r.width}x{r.height}", f"{float(r.fps):g}", format_kbps(r.bitrate_kbps),
-                      format_kbps(r.maxrate_kbps), f"{r.gop_frames} frames")
+    for rung in plan.video:
+        table.add_row(rung.id, f"{rung.width}x{rung.height}", f"{float(rung.fps):g}", format_kbps(rung.bitrate_kbps),
+                      format_kbps(rung.maxrate_kbps), f"{rung.gop_frames} frames")
     err.print(table)
-    for a in plan.audio:
-        err.print(f"audio {a.id}: {a.codec} {format_kbps(a.bitrate_kbps)} {a.channels}ch from a:{a.source_position} ({a.language or 'und'})")
+    for pa in plan.audio:
+        err.print(f"audio {pa.id}: {pa.codec} {format_kbps(pa.bitrate_kbps)} {pa.channels}ch from a:{pa.source_position} ({pa.language or 'und'})")
     for d in plan.dropped:
         err.print(f"dropped {d.label}: {d.reason}")
     for n in plan.notes:

@@ -17,6 +17,7 @@ from fractions import Fraction
 from mpegdash.parser import MPEGDASHParser
 
 from abrpipe.errors import InputError
+from abrpipe.validate import text_checks
 from abrpipe.validate.hls_checks import normalize_codec, split_codecs
 from abrpipe.validate.media import Context, Rendition, SegmentRef, codec_family
 from abrpipe.validate.thumb_checks import ThumbChecker
@@ -233,7 +234,13 @@ class DashChecker:
         seg_list = _first_node(rep.segment_lists, aset.segment_lists, period.segment_lists)
         if not templates and seg_list is None:
             if os.path.normpath(rep_base) != os.path.normpath(os.path.dirname(path)):
-                ctx.check_file(rep_base, referrer=path, rendition=name)
+                if ctx.check_file(rep_base, referrer=path, rendition=name) and "text/vtt" in (
+                    rep.mime_type or aset.mime_type or ""
+                ):
+                    # A whole WebVTT track in one file (no X-TIMESTAMP-MAP: DASH times are its own).
+                    text_checks.check_segments(
+                        report, [(ctx.rel(rep_base) or rep_base, rep_base, period_s or 1e9)], name=name, need_map=False
+                    )
             report.add(
                 "DASH-ADDRESSING",
                 "SegmentBase / single-file Representation: segments not checked one by one",

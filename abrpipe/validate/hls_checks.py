@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import m3u8
 
+from abrpipe.validate import text_checks
 from abrpipe.validate.media import Bitrates, Context, Rendition, SegmentRef, codec_family
 
 APPLE_TARGET_S = 6  # 7.5: target duration 6 s
@@ -184,6 +185,19 @@ class HlsChecker:
         self.media[path] = media
         return media
 
+    def _webvtt(self, media: MediaPlaylist) -> None:
+        """WebVTT subtitle segments: parse, X-TIMESTAMP-MAP, cue times, coverage (text_checks.py)."""
+        base_dir = os.path.dirname(media.path)
+        segments = []
+        for seg in media.playlist.segments:
+            if not seg.uri or not seg.uri.lower().split("?")[0].endswith((".vtt", ".webvtt")):
+                return  # not segmented WebVTT (e.g. fMP4 wvtt): the media checks cover it
+            path = self.ctx.resolve(base_dir, seg.uri, referrer=media.path, rendition=media.name)
+            if path is None or not os.path.isfile(path):
+                return  # remote or missing: already reported
+            segments.append((self.ctx.rel(path) or path, path, seg.duration or 0.0))
+        text_checks.check_segments(self.report, segments, name=media.name)
+
     def _playlist_tags(self, pl: m3u8.M3U8, rel: str | None, name: str) -> None:
         if pl.target_duration is None:
             self.report.add("HLS-REQUIRED-TAG", "no EXT-X-TARGETDURATION", file=rel, rendition=name)
@@ -295,6 +309,8 @@ class HlsChecker:
                     media = self.media_playlist(media_path, referrer=path, name=self.name_for(media_path))
                 if media is not None:
                     groups.setdefault((mtype, m.group_id or ""), []).append(media)
+                if media is not None and mtype == "SUBTITLES":
+                    self._webvtt(media)
             if mtype == "AUDIO":
                 audio_media.append((m, media))
                 self._channels(m, media, rel)

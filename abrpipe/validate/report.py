@@ -92,6 +92,11 @@ _RULES = [
     Rule("THUMB-SHEET", "error", "a sprite sheet is not a readable JPEG or PNG image"),
     Rule("THUMB-TILE", "error", "a thumbnail tile lies outside its sprite sheet"),
     Rule("THUMB-COVERAGE", "warning", "the thumbnails do not cover the title from start to end without gaps"),
+    # Subtitles (WebVTT)
+    Rule("VTT-PARSE", "error", "a WebVTT subtitle file does not parse (header, cue timing, a cue ending before it starts)"),
+    Rule("VTT-TIMESTAMP-MAP", "error", "an HLS WebVTT segment has no X-TIMESTAMP-MAP tying its cues to the media timeline"),
+    Rule("VTT-CUE-OUTSIDE", "error", "a WebVTT segment holds a cue that lies outside the segment's time range"),
+    Rule("VTT-COVERAGE-GAP", "error", "a cue that runs past its segment's end is not repeated in the next segment"),
     # Alignment and cross-stream checks
     Rule("ALIGN-SEGMENTS", "error", "video renditions of one set have different segment boundaries"),
     Rule("ALIGN-KEYFRAMES", "error", "video renditions of one set have keyframes at different times"),

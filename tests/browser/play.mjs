@@ -26,6 +26,9 @@
 //          --screenshot FILE.png  --allow-http-errors  --verbose
 //          --thumbnails T1,T2,...  (Shaka, dash.js: report the image tracks and the tile shown at each time)
 //          --thumbnails-track PATH  (with --thumbnails: read this WebVTT thumbnails track, relative to the manifest)
+//          --text LANG  (instead of the level phases: list the subtitle tracks, select LANG, play
+//                        from 0 to the end twice and collect the cues the player puts on the <video>
+//                        element: result.text_tracks, result.cues)
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -57,7 +60,7 @@ function parseArgs(argv) {
   const o = {
     seconds: 60, advance: 1, startTimeout: 20, phaseTimeout: 15, stallTimeout: 6, allowMediaErrors: false,
     chromium: process.env.ABRPIPE_CHROMIUM || '/usr/bin/chromium',
-    userDataDir: null, screenshot: null, allowHttpErrors: false, verbose: false,
+    userDataDir: null, screenshot: null, allowHttpErrors: false, verbose: false, text: null,
   };
   const num = (v, k) => { const n = Number(v); if (!Number.isFinite(n) || n <= 0) usage(`bad ${k}: ${v}`); return n; };
   for (let i = 0; i < argv.length; i++) {
@@ -80,6 +83,7 @@ function parseArgs(argv) {
       case '--verbose': o.verbose = true; break;
       case '--thumbnails': o.thumbnailTimes = next().split(',').map((t) => num(t, a)); break;
       case '--thumbnails-track': o.thumbnailsTrack = next(); break;
+      case '--text': o.text = next(); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
     }
@@ -108,6 +112,8 @@ const result = {
   page_errors: [],     // uncaught exceptions in the page
   console_errors: [],  // console.error lines (diagnostic, not failing by themselves)
   http_errors: [],     // responses >= 400 and failed requests
+  text_tracks: null,   // --text: the subtitle tracks the player lists
+  cues: [],            // --text: every cue seen on the <video> element's text tracks
   warnings: [],        // non-fatal player errors (diagnostic)
   events: [],
   final_time: null,
@@ -297,6 +303,35 @@ async function levelPhase(name, level) {
   return ph.ok;
 }
 
+async function textPhase(lang) {
+  const ph = { name: 'text', ok: false, lang, t0: wall(), restarts: 0 };
+  result.phases.push(ph);
+  result.text_tracks = await page.evaluate(() => window.abrTest.textTracks());
+  ph.selected = await page.evaluate((l) => window.abrTest.selectText(l), lang);
+  await page.evaluate(() => window.abrTest.restart());
+  const seen = new Map();
+  const deadline = Date.now() + opt.phaseTimeout * 1000;
+  let s = null;
+  while (Date.now() < deadline) {
+    s = await state();
+    if (s.fatalCount) { ph.detail = 'fatal player error'; break; }
+    for (const c of await page.evaluate(() => window.abrTest.cues())) seen.set(`${c.track}|${c.start}|${c.end}|${c.text}`, c);
+    const atEnd = s.ended || (Number.isFinite(s.duration) && s.duration > 0 && s.currentTime >= s.duration - 0.3);
+    if (atEnd) {
+      if (ph.restarts >= 1) { ph.ok = true; break; }
+      ph.restarts++;
+      await page.evaluate(() => window.abrTest.restart());
+    }
+    await sleep(100);
+  }
+  result.cues = [...seen.values()].sort((a, b) => a.start - b.start);
+  ph.cues = result.cues.length;
+  if (!ph.ok) { ph.detail = ph.detail || `the title did not play to its end twice within ${opt.phaseTimeout} s`; fail(`text: ${ph.detail}`); }
+  ph.wall_s = Math.round((wall() - ph.t0) * 100) / 100;
+  delete ph.t0;
+  return ph.ok;
+}
+
 async function main() {
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: opt.chromium,
@@ -359,6 +394,7 @@ async function main() {
   result.highest = order[order.length - 1];
 
   if (!(await startPhase())) return finish(1);
+  if (opt.text) return finish((await textPhase(opt.text)) ? 0 : 1);
   if (!(await levelPhase('lowest', result.lowest))) return finish(1);
   if (!(await levelPhase('highest', result.highest))) return finish(1);
   return finish(0);

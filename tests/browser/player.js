@@ -148,6 +148,17 @@
         });
       },
       forceLevel: function (i) { hls.currentLevel = i; },  // manual level, ABR off, buffer flushed
+      textTracks: function () {
+        return hls.subtitleTracks.map(function (t) {
+          return { lang: t.lang || null, label: t.name || null, forced: !!t.forced, default: !!t.default };
+        });
+      },
+      selectText: function (lang) {
+        var i = hls.subtitleTracks.findIndex(function (t) { return t.lang === lang; });
+        hls.subtitleDisplay = true;
+        hls.subtitleTrack = i;
+        return i;
+      },
       activeLevel: function () { return active; },
       extra: function () { return { autoLevelEnabled: hls.autoLevelEnabled, loadLevel: hls.loadLevel }; },
     };
@@ -249,6 +260,19 @@
           };
         });
       },
+      textTracks: function () {
+        return player.getTracksFor('text').map(function (t) {
+          return { lang: t.lang || null, label: (t.labels && t.labels[0] && t.labels[0].text) || null,
+                   roles: (t.roles || []).map(function (r) { return r.value || r; }) };
+        });
+      },
+      selectText: function (lang) {
+        var t = player.getTracksFor('text').filter(function (t) { return t.lang === lang; })[0];
+        if (!t) return -1;
+        player.enableText(true);
+        player.setCurrentTrack(t);
+        return 0;
+      },
       extra: function () { return { requested: currentRep(), rendered: renderedId }; },
     };
   }
@@ -349,6 +373,22 @@
           });
         });
       },
+      textTracks: function () {
+        return player.getTextTracks().map(function (t) {
+          return { lang: t.language || null, label: t.label || null, forced: !!t.forced, roles: t.roles || [] };
+        });
+      },
+      selectText: function (lang) {
+        var t = player.getTextTracks().filter(function (t) { return t.language === lang; })[0];
+        if (!t) return -1;
+        player.selectTextTrack(t);  // Shaka 5: selecting a text track shows it
+        // Shaka (HLS) places WebVTT cues with a timestamp offset it learns from the next *video*
+        // append; a text track chosen after the whole (short) title is buffered would wait for one
+        // forever and show nothing. Re-selecting the playing variant with clearBuffer refetches it.
+        var cur = player.getVariantTracks().filter(function (v) { return v.active; })[0];
+        if (cur) player.selectVariantTrack(cur, /* clearBuffer */ true);
+        return 0;
+      },
       extra: function () {
         var s = player.getStats();
         return { statsHeight: s.height, statsWidth: s.width, abrEnabled: player.getConfiguration().abr.enabled };
@@ -386,6 +426,22 @@
         activeLevel: function () { return adapter.activeLevel(); },
         thumbnails: function (times, trackUrl) {
           return adapter.thumbnails ? adapter.thumbnails(times, trackUrl) : Promise.resolve(null);
+        },
+        // Subtitles: the player's list, its choice, and the cues it put on the <video> element.
+        textTracks: function () { return adapter.textTracks(); },
+        selectText: function (lang) { note('selectText', { lang: lang }); return adapter.selectText(lang); },
+        cues: function () {
+          var out = [];
+          for (var i = 0; i < video.textTracks.length; i++) {
+            var tt = video.textTracks[i];
+            if (!tt.cues) continue;  // a disabled track has no cue list
+            for (var j = 0; j < tt.cues.length; j++) {
+              var c = tt.cues[j];
+              out.push({ track: tt.language || tt.label || '', mode: tt.mode, start: Math.round(c.startTime * 1000) / 1000,
+                         end: Math.round(c.endTime * 1000) / 1000, text: c.text || '' });
+            }
+          }
+          return out;
         },
         errors: function () { return fatal; },
         warnings: function () { return warnings; },
