@@ -31,6 +31,7 @@ DASH_NS = "urn:mpeg:dash:schema:mpd:2011"
 PROFILES = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"
 CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
+CENC_NS = "urn:mpeg:cenc:2013"
 
 
 def iso_duration(seconds: float) -> str:
@@ -113,7 +114,24 @@ def _video_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
             rep.frame_rate = format_rate(Fraction(r.frame_rate))
         reps.append(rep)
     aset.representations = reps
+    _protect(aset, renditions)
     return aset
+
+
+def _protect(aset: AdaptationSet, renditions: list[Rendition]) -> None:
+    """ContentProtection on the AdaptationSet when its renditions share one key, else on each one."""
+    if not any(r.protection for r in renditions):
+        return
+    from abrpipe.protect.signalling import dash_content_protections
+
+    by_id = {r.id: r for r in renditions}
+    if len({r.protection for r in renditions}) == 1 and renditions[0].protection:
+        aset.content_protections = dash_content_protections(renditions[0].protection)
+        return
+    for rep in aset.representations:
+        protection = by_id[rep.id].protection
+        if protection is not None:
+            rep.content_protections = dash_content_protections(protection)
 
 
 def _audio_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
@@ -128,12 +146,15 @@ def _audio_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
         rep.audio_channel_configurations = [_descriptor(CHANNEL_SCHEME, str(r.channels or 2))]
         reps.append(rep)
     aset.representations = reps
+    _protect(aset, renditions)
     return aset
 
 
 def build_mpd(title: Title) -> MPEGDASH:
     mpd = MPEGDASH()
     mpd.xmlns = DASH_NS
+    if any(r.protection for r in title.renditions):
+        mpd.cenc = CENC_NS  # declares the cenc: prefix of default_KID and pssh (else the XML is invalid)
     mpd.profiles = PROFILES
     mpd.type = "static"
     mpd.media_presentation_duration = iso_duration(title.duration_s)

@@ -12,11 +12,15 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from abrpipe import mp4
 from abrpipe.encode import INIT_NAME
 from abrpipe.errors import OutputError
 from abrpipe.plan import LadderPlan
+
+if TYPE_CHECKING:
+    from abrpipe.protect.model import Protection
 
 MASTER_NAME = "master.m3u8"
 MPD_NAME = "manifest.mpd"
@@ -58,6 +62,7 @@ class Rendition:
     default: bool = False
     codec_family: str | None = None  # groups video renditions into DASH AdaptationSets
     group: str | None = None  # audio: the HLS group (one per audio rung; its members are languages)
+    protection: Protection | None = None  # set by the protection stage, read from the encrypted init
 
     @property
     def duration_s(self) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, package, publish, stages
+from abrpipe import __version__, encode, package, protect, publish, stages  # noqa: F401  (protect registers its stage)
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
 from abrpipe.probe import SourceMedia, probe
@@ -35,6 +35,9 @@ class Job:
     dash_schema: str | None = None
     allow_references: bool = False
     keep_logs: bool = False
+    # Content protection (abrpipe.protect): scheme, key file paths, signalling options. Never a
+    # key: keys travel by a 0600 file or the environment, so a Job can be logged or pickled.
+    protection: Any = None
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -240,6 +243,7 @@ def rendition_summary(r: package.Rendition) -> dict[str, Any]:
         "average_bps": r.average_bps,
         "peak_bps": r.peak_bps,
         "size_bytes": r.size_bytes,
+        "protection": r.protection.summary() if r.protection else None,
     }
 
 

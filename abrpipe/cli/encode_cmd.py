@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import click
 from rich.table import Table
 
 from abrpipe import registry
+from abrpipe.cli import protect_opts
 from abrpipe.cli.common import ProgressDisplay, console_err, emit_json, json_option, quiet_option
 from abrpipe.encode import build_commands
 from abrpipe.pipeline import Event, Job, default_output, prepare_job, rendition_summary, run_job
@@ -48,11 +50,12 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
               help="With --per-title: quality metric (default: VMAF if available, else PSNR-Y).")
 @click.option("--report", is_flag=True,
               help="With --per-title: also encode the fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+@protect_opts.protection_options
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, dry_run, no_validate,
-           dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
+           dash_schema, keep_logs, per_title, metric, report, as_json, quiet, **protection):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -60,6 +63,18 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     whole result is complete and valid.
     """
     profile = registry.load(profile_ref)
+    protect_opts.check(**protection, outputs=profile.outputs)
+    if protection["hls_aes128"]:
+        profile = replace(profile, outputs=("hls",))  # AES-128 segments are for HLS players only
+    with protect_opts.protect_job_options(**protection) as protect:
+        if protect is not None:
+            protect_opts.preflight(protect)
+        _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, dry_run, no_validate,
+                dash_schema, keep_logs, per_title, metric, report, as_json, quiet, protect)
+
+
+def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, dry_run, no_validate,
+            dash_schema, keep_logs, per_title, metric, report, as_json, quiet, protect):
     if dash_schema and not no_validate:
         from abrpipe.validate import check_schema_dir
 
@@ -88,6 +103,7 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         dash_schema=dash_schema,
         allow_references=allow_references,
         keep_logs=keep_logs or ctx.obj.get("debug", False),
+        protection=protect,
     )
     err = console_err()
     if dry_run:
@@ -123,18 +139,22 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:
             err.print(f"note: {note}", highlight=False, markup=False)
+        for warning in protect_opts.warnings():
+            err.print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         err.print(summary_table(renditions))
         err.print(f"published: {os.path.abspath(out)}/master.m3u8 and manifest.mpd", highlight=False, markup=False)
 
 
 def summary_table(renditions: list[dict]) -> Table:
     table = Table(title="renditions", title_justify="left")
-    for col in ("rendition", "resolution", "codec", "avg", "peak", "size", "segments"):
+    protected = any(r.get("protection") for r in renditions)
+    for col in ("rendition", "resolution", "codec", "avg", "peak", "size", "segments") + (("protection",) if protected else ()):
         table.add_column(col, justify="right" if col in ("avg", "peak", "size", "segments") else "left")
     for r in renditions:
         resolution = f"{r['width']}x{r['height']}@{r['frame_rate']:g}" if r["kind"] == "video" else f"{r['channels']}ch"
         table.add_row(
             r["id"], resolution, r["codec"], format_kbps(r["average_bps"] / 1000), format_kbps(r["peak_bps"] / 1000),
             f"{r['size_bytes'] / 1e6:.1f} MB", str(r["segments"]),
+            *((protect_opts.describe(r.get("protection")),) if protected else ()),
         )
     return table
