@@ -4,6 +4,7 @@ multivariant playlist (hls.py calls these only for protected titles)."""
 from __future__ import annotations
 
 import m3u8
+from m3u8.model import InitializationSection
 
 from abrpipe.protect.aes128 import SCHEME as AES128
 from abrpipe.protect.model import Protection
@@ -14,7 +15,7 @@ def add_keys(pl: m3u8.M3U8, p: Protection, init: dict) -> None:
     if p.scheme == AES128:
         # The init segment stays in the clear: its EXT-X-MAP comes before the first EXT-X-KEY
         # (a key tag applies to the EXT-X-MAP after it, RFC 8216 4.3.2.4).
-        map_line = str(m3u8.InitializationSection(None, init["uri"]))
+        map_line = str(InitializationSection(None, init["uri"]))
         for period in p.periods:
             for n, iv in enumerate(period.ivs):
                 index = period.first_segment + n

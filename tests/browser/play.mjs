@@ -24,6 +24,7 @@
 //          --chromium PATH  --allow-media-errors
 //          --user-data-dir DIR (default: fresh temp dir, removed afterwards)
 //          --screenshot FILE.png  --allow-http-errors  --verbose
+//          --clearkey KID:KEY[,KID:KEY]  (hex) EME ClearKey keys handed to the player
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -76,6 +77,7 @@ function parseArgs(argv) {
       case '--screenshot': o.screenshot = next(); break;
       case '--allow-http-errors': o.allowHttpErrors = true; break;
       case '--verbose': o.verbose = true; break;
+      case '--clearkey': o.clearkey = next(); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
     }
@@ -321,7 +323,8 @@ async function main() {
   page.on('crash', () => fail('page crashed'));
 
   const sep = opt.page.includes('?') ? '&' : '?';
-  await page.goto(`${opt.page}${sep}player=${encodeURIComponent(opt.player)}`, { waitUntil: 'load', timeout: 15000 });
+  const keys = opt.clearkey ? `&clearkey=${encodeURIComponent(opt.clearkey)}` : '';
+  await page.goto(`${opt.page}${sep}player=${encodeURIComponent(opt.player)}${keys}`, { waitUntil: 'load', timeout: 15000 });
   result.player_version = await withTimeout(page.evaluate(() => window.abrTestReady.then((t) => t.version)), 15000, 'player script load');
 
   // load
