@@ -23,7 +23,7 @@ TRACK_CLASSES = ("SD", "HD", "UHD", "AUDIO")
 # up to 1080 HD, above that UHD.
 SD_MAX_HEIGHT = 576
 HD_MAX_HEIGHT = 1080
-KEY_HINT = "a key is KID:KEY, two 32-digit hex numbers (16 bytes each), e.g. 00112233445566778899aabbccddeeff:0123456789abcdef0123456789abcdef"
+KEY_HINT = "a key is KID:KEY, two 32-digit hexadecimal numbers (16 bytes each)"
 
 
 class KeyError_(InputError):
