@@ -200,7 +200,8 @@ def _check_complete(job: Job, source: SourceMedia, title: package.Title) -> None
 def _validate(work: str, job: Job):
     from abrpipe import validate
 
-    report = validate.validate_output(work, dash_schema=job.dash_schema)
+    allow_clear = bool(getattr(job.protection, "allow_clear", False))
+    report = validate.validate_output(work, dash_schema=job.dash_schema, allow_clear=allow_clear)
     if report.errors:
         first = report.errors[0]
         raise ValidationFailed(

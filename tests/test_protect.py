@@ -152,7 +152,7 @@ def test_encrypted_samples_decrypt_to_the_clear_encode(scheme, clip, clear_out, 
 
 
 def test_fragments_carry_senc_saiz_saio_and_inits_the_pssh(clip, tmp_path):
-    out = encode(clip, tmp_path / "out", "--encrypt", "cbcs", "--key", f"{KID}:{KEY}")
+    out = encode(clip, tmp_path / "out", "--encrypt", "cbcs", "--key", f"{KID}:{KEY}", "--key-uri", "https://keys.example.com/{kid}")
     for rdir in sorted(p for p in out.iterdir() if (p / "init.mp4").exists()):
         info = read_init_protection((rdir / "init.mp4").read_bytes())
         assert info is not None and info.scheme == "cbcs" and info.kid_hex == KID and info.constant_iv
@@ -272,11 +272,12 @@ def test_keys_never_leak(clip, tmp_path, monkeypatch):
     from abrpipe.cli import cli
 
     out = tmp_path / "out"
-    args = ["encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cenc", "--keys", str(kf), "--keep-logs"]
+    args = ["encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cenc", "--keys", str(kf), "--keep-logs",
+            "--key-uri", "https://keys.example.com/{kid}"]
     result = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     dry = CliRunner().invoke(cli, ["encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "dry"), "--encrypt", "cenc",
-                                   "--key", f"{KID}:{KEY}", "--dry-run"], catch_exceptions=False)
+                                   "--key", f"{KID}:{KEY}", "--key-uri", "/k/{kid}", "--dry-run"], catch_exceptions=False)
     assert dry.exit_code == 0
     secrets = secret_forms(KEY) + secret_forms(AUDIO_KEY)
     assert seen and all(s["mode"] == 0o600 for _, s in seen), "keys go to the packager by a 0600 flag file"
@@ -299,7 +300,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_world_readable_key_file_warns(clip, tmp_path):
     kf = keys_file(tmp_path, f'key = "{KID}:{KEY}"\n')
     kf.chmod(0o644)
-    proc = run_cli("encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "out"), "--encrypt", "cenc", "--keys", str(kf))
+    proc = run_cli("encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "out"), "--encrypt", "cenc", "--keys", str(kf),
+                   "--key-uri", "https://keys.example.com/{kid}")
     assert proc.returncode == 0, proc.stderr
     assert f"abrpipe: warning: {kf}: key file is readable by other users (mode 0644); chmod 600 it" in proc.stderr
 
@@ -315,7 +317,7 @@ def test_world_readable_key_file_warns(clip, tmp_path):
 )
 def test_bad_key_input_is_one_line_and_publishes_nothing(case, expected, clip, tmp_path):
     out = tmp_path / "out"
-    args = ["encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cbcs"]
+    args = ["encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cbcs", "--key-uri", "/k/{kid}"]
     if case == "malformed":
         args += ["--key", KID + KEY]
     elif case == "short-kid":

@@ -57,6 +57,9 @@ def check(encrypt, keys, keys_file, cpix, pssh_file, hls_aes128, key_uri, key_ro
         raise click.UsageError("--key-rotation goes with --hls-aes128 (CENC key rotation needs a key server)")
     if sum(bool(v) for v in (keys, keys_file, cpix)) > 1:
         raise click.UsageError("give keys one way: --key, --keys or --cpix")
+    if encrypt and "hls" in outputs and not (cpix or pssh_file or key_uri or embed_keys):
+        raise click.UsageError("HLS players need to know where the key is: add --key-uri TEMPLATE (or --embed-keys, "
+                               "--pssh, --cpix), or use a profile with outputs = [\"dash\"]")
     if hls_aes128 and "hls" not in outputs:
         raise click.UsageError("--hls-aes128 writes HLS only, and the profile asks for no HLS output")
 

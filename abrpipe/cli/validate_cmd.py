@@ -24,9 +24,10 @@ _STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
     envvar="ABRPIPE_DASH_SCHEMA",
     help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.",
 )
+@click.option("--allow-clear", is_flag=True, help="Renditions in the clear next to encrypted ones are not an error (PROT-HALF).")
 @json_option
 @quiet_option
-def validate(path, strict, dash_schema, as_json, quiet):
+def validate(path, strict, dash_schema, allow_clear, as_json, quiet):
     """Check an HLS/DASH output: OUT is a directory, a master playlist or an MPD.
 
     Every manifest must parse and every file it references must exist; segments must start with
@@ -34,7 +35,7 @@ def validate(path, strict, dash_schema, as_json, quiet):
     must match the media; Apple's HLS authoring rules are linted. Each finding names its rule
     (docs/VALIDATION.md). Exit code 0 when clean, 7 on errors (and on warnings with --strict).
     """
-    report = validate_output(path, dash_schema=dash_schema, strict=strict)
+    report = validate_output(path, dash_schema=dash_schema, strict=strict, allow_clear=allow_clear)
     if as_json:
         emit_json(report.summary())
     if not quiet:

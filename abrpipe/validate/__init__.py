@@ -16,6 +16,7 @@ from abrpipe.errors import InputError
 from abrpipe.validate.dash_checks import DashChecker, check_schema_dir
 from abrpipe.validate.hls_checks import HlsChecker
 from abrpipe.validate.media import Context, Rendition
+from abrpipe.validate.protection import check_protection
 from abrpipe.validate.report import RULES, Finding, Report, Rule, Severity
 
 MASTER_NAME = "master.m3u8"
@@ -74,11 +75,14 @@ def _is_multivariant(path: str) -> bool:
     return "#EXT-X-STREAM-INF" in text or "#EXT-X-I-FRAME-STREAM-INF" in text
 
 
-def validate_output(path: str, *, dash_schema: str | None = None, strict: bool = False) -> Report:
+def validate_output(
+    path: str, *, dash_schema: str | None = None, strict: bool = False, allow_clear: bool = False
+) -> Report:
     """Validate an output directory (or one master playlist / MPD) and return the report.
 
     dash_schema: a directory holding DASH-MPD.xsd (and its imports); without it the XSD rule is
-    skipped with an info finding. strict: the report's ok() also fails on warnings.
+    skipped with an info finding. strict: the report's ok() also fails on warnings. allow_clear:
+    renditions in the clear next to encrypted ones are not an error (PROT-HALF).
     """
     if dash_schema:
         check_schema_dir(dash_schema)
@@ -96,6 +100,7 @@ def validate_output(path: str, *, dash_schema: str | None = None, strict: bool =
         dash.check(mpd)
     _check_alignment(ctx)
     _check_av_durations(ctx)
+    check_protection(root, playlists, mpds, report, allow_clear=allow_clear)
     return report.finish()
 
 
