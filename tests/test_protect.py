@@ -339,3 +339,23 @@ def test_unknown_scheme_is_a_usage_error(clip, tmp_path):
     assert proc.returncode == 2
     assert "Invalid value for '--encrypt': 'cbc1' is not one of 'cenc', 'cbcs'" in proc.stderr
     assert not out.exists()
+
+
+def test_profile_scheme_and_key_classes_and_probe(clip, tmp_path):
+    """A profile sets the scheme and the SD/HD limit; each class gets its own key; probe and the MPD say so."""
+    profile = tmp_path / "enc.toml"
+    profile.write_text(f'schema = 1\nextends = "{PROFILE}"\nencryption = "cenc"\nkey_classes = {{ SD = 150 }}\n')
+    hd_kid, hd_key = "10" * 16, "11" * 16
+    kf = keys_file(tmp_path, f'SD = "{KID}:{KEY}"\nHD = "{hd_kid}:{hd_key}"\nAUDIO = "{AUDIO_KID}:{AUDIO_KEY}"\n')
+    out = tmp_path / "out"
+    proc = run_cli("encode", str(clip), "-p", str(profile), "-o", str(out), "--keys", str(kf), "--key-uri", "/k/{kid}")
+    assert proc.returncode == 0, proc.stderr
+    probed = json.loads(run_cli("probe", str(out), "--json").stdout)
+    kids = {r["rendition"]: (r["protection"]["scheme"], r["protection"]["kid"].replace("-", "")) for r in probed["renditions"]}
+    assert kids == {"144p-150k": ("cenc", KID), "180p-300k": ("cenc", hd_kid), "audio-aac-64k": ("cenc", AUDIO_KID)}
+    # Two keys in one video AdaptationSet: the KIDs go on each Representation.
+    mpd = (out / "manifest.mpd").read_text()
+    assert mpd.count('value="cenc" cenc:default_KID="') == 3
+    # The summary table names the scheme and the KIDs.
+    summary = " ".join(proc.stderr.split())
+    assert f"180p-300k: cenc KID {hd_kid}" in summary and f"audio-aac-64k: cenc KID {AUDIO_KID}" in summary

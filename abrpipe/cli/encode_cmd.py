@@ -63,10 +63,12 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     whole result is complete and valid.
     """
     profile = registry.load(profile_ref)
+    if profile.encryption and not protection["encrypt"] and not protection["hls_aes128"]:
+        protection["encrypt"] = profile.encryption  # the profile's scheme; --encrypt overrides it
     protect_opts.check(**protection, outputs=profile.outputs)
     if protection["hls_aes128"]:
         profile = replace(profile, outputs=("hls",))  # AES-128 segments are for HLS players only
-    with protect_opts.protect_job_options(**protection) as protect:
+    with protect_opts.protect_job_options(**protection, key_classes=profile.key_classes) as protect:
         if protect is not None:
             protect_opts.preflight(protect)
         _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, dry_run, no_validate,
@@ -149,13 +151,15 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
 def summary_table(renditions: list[dict]) -> Table:
     table = Table(title="renditions", title_justify="left")
     protected = any(r.get("protection") for r in renditions)
-    for col in ("rendition", "resolution", "codec", "avg", "peak", "size", "segments") + (("protection",) if protected else ()):
+    if protected:
+        table.caption = "; ".join(f"{r['id']}: {protect_opts.describe(r.get('protection'))}" for r in renditions)
+        table.caption_justify = "left"
+    for col in ("rendition", "resolution", "codec", "avg", "peak", "size", "segments"):
         table.add_column(col, justify="right" if col in ("avg", "peak", "size", "segments") else "left")
     for r in renditions:
         resolution = f"{r['width']}x{r['height']}@{r['frame_rate']:g}" if r["kind"] == "video" else f"{r['channels']}ch"
         table.add_row(
             r["id"], resolution, r["codec"], format_kbps(r["average_bps"] / 1000), format_kbps(r["peak_bps"] / 1000),
             f"{r['size_bytes'] / 1e6:.1f} MB", str(r["segments"]),
-            *((protect_opts.describe(r.get("protection")),) if protected else ()),
         )
     return table

@@ -66,7 +66,7 @@ def check(encrypt, keys, keys_file, cpix, pssh_file, hls_aes128, key_uri, key_ro
 
 @contextlib.contextmanager
 def protect_job_options(encrypt, keys, keys_file, cpix, pssh_file, hls_aes128, key_uri, key_rotation, embed_keys,
-                        allow_clear) -> Iterator[ProtectOptions | None]:
+                        allow_clear, key_classes=()) -> Iterator[ProtectOptions | None]:
     """ProtectOptions for the Job; --key values live in a private file only while the job runs."""
     if not (encrypt or hls_aes128):
         yield None
@@ -80,6 +80,7 @@ def protect_job_options(encrypt, keys, keys_file, cpix, pssh_file, hls_aes128, k
         yield ProtectOptions(
             scheme=encrypt, keys_file=private or keys_file, cpix=cpix, pssh_file=pssh_file, hls_aes128=hls_aes128,
             key_uri=key_uri, key_rotation=key_rotation, embed_keys=embed_keys, allow_clear=allow_clear,
+            key_classes=tuple(key_classes),
         )
     finally:
         if private:
@@ -107,8 +108,8 @@ def warnings() -> list[str]:
 
 
 def describe(summary: dict | None) -> str:
-    """'cbcs 0011…eeff' for the summary table: the scheme and the KIDs (never a key)."""
+    """'cbcs KID 00112233445566778899aabbccddeeff' for the summary: the scheme and the KIDs (never a key)."""
     if not summary:
         return "clear"
     kids = summary.get("kids") or []
-    return f"{summary['scheme']} " + ",".join(kids)
+    return f"{summary['scheme']} KID " + ",".join(kids)

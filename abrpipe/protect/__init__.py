@@ -28,6 +28,7 @@ class ProtectOptions:
     key_rotation: int | None = None  # AES-128: a new key every N segments
     embed_keys: bool = False  # write the keys into OUT/keys/ (tests, demos)
     allow_clear: bool = False  # renditions without a key stay in the clear instead of failing
+    key_classes: tuple[tuple[str, int], ...] = ()  # the profile's SD / HD height limits
 
     @property
     def enabled(self) -> bool:

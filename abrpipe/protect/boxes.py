@@ -165,3 +165,28 @@ def read_segment_protection(data: bytes, iv_size: int) -> list[FragmentProtectio
 
 def system_uuid(value: str) -> str:
     return str(uuid.UUID(value))
+
+
+def describe(info: InitProtection | None) -> dict | None:
+    """Scheme, KID and DRM systems of an init segment (for `abrpipe probe`); never a key."""
+    if info is None:
+        return None
+    from abrpipe.protect.systems import NAMES
+
+    return {
+        "scheme": info.scheme,
+        "kid": str(uuid.UUID(bytes=info.kid)),
+        "iv_size": info.per_sample_iv_size,
+        "pattern": f"{info.crypt_byte_block}:{info.skip_byte_block}",
+        "systems": [NAMES.get(p.system_id, p.system_id) for p in info.pssh],
+    }
+
+
+def probe_protection(path: str) -> dict | None:
+    """The protection of an MP4 file's first track, or None (clear, or not an MP4 at all)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+        return describe(read_init_protection(head))
+    except (OSError, BoxError, ValueError, IndexError):
+        return None

@@ -48,11 +48,13 @@ class ContentKey:
         raise TypeError("a ContentKey is never pickled")
 
 
-def track_class(kind: str, height: int | None) -> str:
+def track_class(kind: str, height: int | None, limits: tuple[tuple[str, int], ...] = ()) -> str:
+    """AUDIO, or SD / HD / UHD by height (a profile's key_classes may move the limits)."""
     if kind == "audio":
         return "AUDIO"
+    bounds = {"SD": SD_MAX_HEIGHT, "HD": HD_MAX_HEIGHT, **dict(limits)}
     h = height or 0
-    return "SD" if h <= SD_MAX_HEIGHT else "HD" if h <= HD_MAX_HEIGHT else "UHD"
+    return "SD" if h <= bounds["SD"] else "HD" if h <= bounds["HD"] else "UHD"
 
 
 def parse_hex16(text: str, what: str, where: str) -> bytes:
@@ -93,8 +95,8 @@ class KeySet:
     pssh: tuple[bytes, ...] = ()  # extra pssh boxes (Widevine, PlayReady...) given with raw keys
     periods: tuple[ContentKey, ...] = ()  # HLS AES-128: the keys of successive key periods, in order
 
-    def for_track(self, kind: str, height: int | None) -> ContentKey | None:
-        return self.by_class.get(track_class(kind, height)) or self.by_class.get("*")
+    def for_track(self, kind: str, height: int | None, limits: tuple[tuple[str, int], ...] = ()) -> ContentKey | None:
+        return self.by_class.get(track_class(kind, height, limits)) or self.by_class.get("*")
 
     def all(self) -> list[ContentKey]:
         if self.periods:

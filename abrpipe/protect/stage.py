@@ -77,11 +77,11 @@ def load_keys(opts: ProtectOptions, *, required: bool = True) -> KeySet | None:
     return replace(keyset, pssh=keyset.pssh + extra_pssh)
 
 
-def _key_for(rendition: Rendition, keys: KeySet | None, cpix: CpixDocument | None) -> ContentKey | None:
+def _key_for(rendition: Rendition, keys: KeySet | None, cpix: CpixDocument | None, limits) -> ContentKey | None:
     if cpix is not None:
         return cpix.key_for(rendition.kind, rendition.width, rendition.height)
     assert keys is not None
-    return keys.for_track(rendition.kind, rendition.height)
+    return keys.for_track(rendition.kind, rendition.height, limits)
 
 
 def encrypt_title(ctx: StageContext, opts: ProtectOptions) -> Title:
@@ -94,12 +94,12 @@ def encrypt_title(ctx: StageContext, opts: ProtectOptions) -> Title:
     groups: dict[bytes, tuple[ContentKey, list[Rendition]]] = {}
     clear: list[Rendition] = []
     for r in ctx.title.renditions:
-        key = _key_for(r, keys, cpix)
+        key = _key_for(r, keys, cpix, opts.key_classes)
         if key is None:
             if not opts.allow_clear:
                 source = opts.cpix or "the keys given"
                 raise KeyError_(
-                    f"{source}: no key for rendition {r.id} ({track_class(r.kind, r.height)} track)",
+                    f"{source}: no key for rendition {r.id} ({track_class(r.kind, r.height, opts.key_classes)} track)",
                     hint="add a key for that track class, or --allow-clear to leave it unencrypted",
                 )
             clear.append(r)
