@@ -278,7 +278,7 @@ def test_keys_never_leak(clip, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     dry = CliRunner().invoke(cli, ["encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "dry"), "--encrypt", "cenc",
                                    "--key", f"{KID}:{KEY}", "--key-uri", "/k/{kid}", "--dry-run"], catch_exceptions=False)
-    assert dry.exit_code == 0
+    assert dry.exit_code == 0 and "--flagfile=KEYS.flags --segment_duration=1.000000" in dry.output
     secrets = secret_forms(KEY) + secret_forms(AUDIO_KEY)
     assert seen and all(s["mode"] == 0o600 for _, s in seen), "keys go to the packager by a 0600 flag file"
     assert not _leaks(" ".join(a for argv, _ in seen for a in argv).encode(), secrets)

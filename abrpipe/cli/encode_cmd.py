@@ -111,11 +111,19 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
     if dry_run:
         source, plan = prepare_job(job)
         commands = build_commands(source, plan, partial_dir(out))
+        protection_lines: list[str] = []
+        if protect is not None:
+            from abrpipe.protect.stage import dry_run_lines
+
+            protection_lines = dry_run_lines(plan, protect, partial_dir(out))
         if as_json:
-            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands]})
+            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands],
+                       **({"protection": protection_lines} if protection_lines else {})})
         else:
             for c in commands:
                 click.echo(c.shell())
+            for line in protection_lines:
+                click.echo(line)
         return
     with ProgressDisplay(f"encode {os.path.basename(input_path)}", quiet=quiet or as_json and not err.is_terminal) as display:
         def on_event(e: Event) -> None:

@@ -234,3 +234,36 @@ def _b64(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode()
+
+
+def dry_run_lines(plan, opts: ProtectOptions, work_dir: str) -> list[str]:
+    """What the protection stage will run after the encode, as comment lines for --dry-run: the
+    packager commands as they will be run, but with the flag file (the keys) named, never shown."""
+    import shlex
+
+    if opts.hls_aes128:
+        return [f"# then: every segment encrypted with AES-128-CBC in abrpipe (HLS only), a new key every "
+                f"{opts.key_rotation or 'whole rendition of'} segment(s); keys are not shown"]
+    cpix = read_cpix(opts.cpix) if opts.cpix else None
+    keys = None if cpix else load_keys(opts)
+    groups: dict[bytes, tuple[ContentKey, list[tuple[str, str]]]] = {}
+    items = [(r.id, "video", r.width, r.height) for r in plan.video] + [(a.id, "audio", None, None) for a in plan.audio]
+    for rid, kind, width, height in items:
+        if cpix is not None:
+            key = cpix.key_for(kind, width, height)
+        else:
+            assert keys is not None
+            key = keys.for_track(kind, height, opts.key_classes)
+        if key is not None:
+            groups.setdefault(key.kid, (key, []))[1].append((rid, kind))
+    lines = ["# then, to encrypt (the keys go in a private 0600 flag file, not shown):"]
+    tmp = os.path.join(work_dir, WORK_DIR)
+    for key, members in groups.values():
+        streams = [packager.PackagerStream(os.path.join(tmp, f"{rid}.mp4"), kind, os.path.join(tmp, "out", rid, INIT_NAME),
+                                           os.path.join(tmp, "out", rid, "seg_$Number%05d$.m4s")) for rid, kind in members]
+        video = any(kind == "video" for _, kind in members)
+        fragment_s = plan.gop_s if video and plan.base_fps and plan.segment_gops > 1 else None
+        run = packager.build_run(streams, key, scheme=opts.scheme or "cenc", pssh=[], segment_s=plan.segment_s,
+                                 fragment_s=fragment_s, flagfile="KEYS.flags")
+        lines.append(f"# {shlex.join(run.argv)}")
+    return lines
