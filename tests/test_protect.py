@@ -301,7 +301,7 @@ def test_world_readable_key_file_warns(clip, tmp_path):
     kf = keys_file(tmp_path, f'key = "{KID}:{KEY}"\n')
     kf.chmod(0o644)
     proc = run_cli("encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "out"), "--encrypt", "cenc", "--keys", str(kf),
-                   "--key-uri", "https://keys.example.com/{kid}")
+                   "--key-uri", "https://keys.example.com/{kid}", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert f"abrpipe: warning: {kf}: key file is readable by other users (mode 0644); chmod 600 it" in proc.stderr
 

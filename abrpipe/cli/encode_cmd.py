@@ -124,6 +124,8 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
                 click.echo(c.shell())
             for line in protection_lines:
                 click.echo(line)
+        for warning in protect_opts.warnings():
+            err.print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         return
     with ProgressDisplay(f"encode {os.path.basename(input_path)}", quiet=quiet or as_json and not err.is_terminal) as display:
         def on_event(e: Event) -> None:
