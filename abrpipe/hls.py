@@ -113,14 +113,14 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 )
             )
     variants = []
-    audio_choices = list(groups.items()) or [(None, [])]
+    audio_choices: list[tuple[str | None, list[Rendition]]] = [*groups.items()] or [(None, [])]
     for v in title.video:
-        for group_id, renditions in audio_choices:
+        for audio_group_id, renditions in audio_choices:
             # BANDWIDTH: the worst case of this variant with any rendition of its audio group.
             audio_peak = max((a.peak_bps for a in renditions), default=0)
             audio_avg = max((a.average_bps for a in renditions), default=0)
             codecs = ",".join(dict.fromkeys([v.codec] + [a.codec for a in renditions]))
-            info = {
+            info: dict[str, object] = {
                 "bandwidth": v.peak_bps + audio_peak,
                 "average_bandwidth": v.average_bps + audio_avg,
                 "codecs": codecs,
@@ -128,19 +128,19 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 "frame_rate": float(v.frame_rate) if v.frame_rate else None,
                 "video_range": "SDR",
             }
-            if group_id:
-                info["audio"] = group_id
+            if audio_group_id:
+                info["audio"] = audio_group_id
             variants.append((v, m3u8.Playlist(uri=f"{v.id}/{MEDIA_PLAYLIST}", stream_info=info, media=master.media, base_uri=None)))
     if not title.video:
         # Audio-only: one variant per audio rung, playing its default language and naming its group,
         # so the other languages stay selectable.
-        for group_id, renditions in audio_choices:
+        for audio_group_id, renditions in audio_choices:
             main = _group_main(renditions)
             info = {
                 "bandwidth": max(a.peak_bps for a in renditions),
                 "average_bandwidth": max(a.average_bps for a in renditions),
                 "codecs": main.codec,
-                "audio": group_id,
+                "audio": audio_group_id,
             }
             variants.append((main, m3u8.Playlist(uri=f"{main.id}/{MEDIA_PLAYLIST}", stream_info=info, media=master.media, base_uri=None)))
     # Apple 1.32: list first the variant closest to 2 Mb/s; the rest follow in ascending bandwidth.
