@@ -359,3 +359,17 @@ def test_profile_scheme_and_key_classes_and_probe(clip, tmp_path):
     # The summary table names the scheme and the KIDs.
     summary = " ".join(proc.stderr.split())
     assert f"180p-300k: cenc KID {hd_kid}" in summary and f"audio-aac-64k: cenc KID {AUDIO_KID}" in summary
+
+
+def test_raw_keys_with_pssh_file(clip, tmp_path):
+    """--pssh: a Widevine box given with a raw key lands in the init, the MPD and the HLS key lines."""
+    box = make_pssh(WIDEVINE, [], b"\x12\x10" + bytes.fromhex(KID), version=0)
+    pssh_file = tmp_path / "widevine.pssh"
+    pssh_file.write_text(base64.b64encode(box).decode() + "\n")
+    out = encode(clip, tmp_path / "out", "--encrypt", "cenc", "--key", f"{KID}:{KEY}", "--pssh", str(pssh_file))
+    info = read_init_protection((out / "180p-300k" / "init.mp4").read_bytes())
+    assert {p.system_id: p.box for p in info.pssh}[WIDEVINE] == box
+    assert f"<cenc:pssh>{base64.b64encode(box).decode()}</cenc:pssh>" in (out / "manifest.mpd").read_text()
+    line = (f'#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI="data:text/plain;base64,{base64.b64encode(box).decode()}",'
+            f'KEYFORMAT="urn:uuid:{WIDEVINE}",KEYFORMATVERSIONS="1"')
+    assert line in (out / "180p-300k" / "playlist.m3u8").read_text().splitlines()
