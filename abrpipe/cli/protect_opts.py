@@ -90,11 +90,10 @@ def protect_job_options(encrypt, keys, keys_file, cpix, pssh_file, hls_aes128, k
 
 def preflight(opts: ProtectOptions) -> None:
     """Read the keys now: a bad key or document fails before anything is encoded."""
-    from abrpipe.protect.cpix import read_cpix
-    from abrpipe.protect.stage import load_keys
+    from abrpipe.protect.stage import load_keys, read_cpix_checked
 
     if opts.cpix:
-        read_cpix(opts.cpix)
+        read_cpix_checked(opts.cpix)
     else:
         load_keys(opts, required=bool(opts.scheme) or not opts.embed_keys)
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
+from abrpipe.errors import DependencyError
 from abrpipe.package import Rendition, Title
 from abrpipe.protect.keys import ContentKey, KeyError_
 from abrpipe.protect.model import KeyPeriod, Protection
@@ -17,13 +15,25 @@ from abrpipe.protect.model import KeyPeriod, Protection
 SCHEME = "aes-128"
 
 
+def _crypto():
+    """`cryptography` comes with the protect extra: imported only when AES-128 is asked for."""
+    try:
+        from cryptography.hazmat.primitives import padding
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    except ImportError:
+        raise DependencyError("--hls-aes128 needs the cryptography package", hint="pip install 'abrpipe[protect]'") from None
+    return padding, Cipher, algorithms, modes
+
+
 def encrypt_bytes(data: bytes, key: bytes, iv: bytes) -> bytes:
+    padding, Cipher, algorithms, modes = _crypto()
     padder = padding.PKCS7(128).padder()
     enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     return enc.update(padder.update(data) + padder.finalize()) + enc.finalize()
 
 
 def decrypt_bytes(data: bytes, key: bytes, iv: bytes) -> bytes:
+    padding, Cipher, algorithms, modes = _crypto()
     dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     unpadder = padding.PKCS7(128).unpadder()
     return unpadder.update(dec.update(data) + dec.finalize()) + unpadder.finalize()
@@ -36,6 +46,9 @@ def period_count(segments: int, rotation: int | None) -> int:
 def protect_title(ctx, opts, given: list[ContentKey]) -> Title:
     from abrpipe.protect.stage import key_uri, write_key_files
 
+    if not (opts.key_uri or opts.embed_keys):
+        raise KeyError_("--hls-aes128 needs --key-uri TEMPLATE (where players fetch each key) or --embed-keys")
+    _crypto()
     needed = max(period_count(len(r.segments), opts.key_rotation) for r in ctx.title.renditions)
     if given:
         if len(given) < needed:
@@ -78,6 +91,4 @@ def protect_title(ctx, opts, given: list[ContentKey]) -> Title:
         protection = Protection(scheme=SCHEME, kid=keys[0].kid_hex, iv_size=16, periods=tuple(periods))
         return replace(r, segments=tuple(segments), protection=protection)
 
-    if not (opts.key_uri or opts.embed_keys):
-        raise KeyError_("--hls-aes128 needs --key-uri TEMPLATE (where players fetch each key) or --embed-keys")
     return Title(video=tuple(protect(r) for r in ctx.title.video), audio=tuple(protect(r) for r in ctx.title.audio))

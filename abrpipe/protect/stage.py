@@ -11,7 +11,7 @@ from abrpipe import package
 from abrpipe.encode import INIT_NAME
 from abrpipe.errors import InputError, OutputError
 from abrpipe.package import Rendition, Title
-from abrpipe.protect import SCHEMES, ProtectOptions, aes128, packager
+from abrpipe.protect import SCHEMES, ProtectOptions, packager
 from abrpipe.protect.boxes import BoxError, read_init_protection
 from abrpipe.protect.cpix import CpixDocument, read_cpix
 from abrpipe.protect.keys import (
@@ -51,6 +51,8 @@ class ProtectStage:
         opts = options(ctx.job)
         assert opts is not None
         if opts.hls_aes128:
+            from abrpipe.protect import aes128
+
             keys = load_keys(opts, required=False)
             return aes128.protect_title(ctx, opts, keys.all() if keys else [])
         return encrypt_title(ctx, opts)
@@ -77,6 +79,14 @@ def load_keys(opts: ProtectOptions, *, required: bool = True) -> KeySet | None:
     return replace(keyset, pssh=keyset.pssh + extra_pssh)
 
 
+def read_cpix_checked(path: str) -> CpixDocument:
+    """A CPIX document holds keys: readable by other users, it gets the key file's warning."""
+    warning = warn_if_world_readable(path)
+    if warning:
+        warnings.append(warning)
+    return read_cpix(path)
+
+
 def _key_for(rendition: Rendition, keys: KeySet | None, cpix: CpixDocument | None, limits) -> ContentKey | None:
     if cpix is not None:
         return cpix.key_for(rendition.kind, rendition.width, rendition.height)
@@ -87,7 +97,7 @@ def _key_for(rendition: Rendition, keys: KeySet | None, cpix: CpixDocument | Non
 def encrypt_title(ctx: StageContext, opts: ProtectOptions) -> Title:
     if opts.scheme not in SCHEMES:
         raise InputError(f"unknown encryption scheme {opts.scheme!r}", hint="use --encrypt cenc or --encrypt cbcs")
-    cpix = read_cpix(opts.cpix) if opts.cpix else None
+    cpix = read_cpix_checked(opts.cpix) if opts.cpix else None
     keys = None if cpix else load_keys(opts)
     if cpix and opts.pssh_file:
         raise InputError("--pssh goes with raw keys; a CPIX document carries its own DRM system data")
