@@ -239,8 +239,11 @@ def test_cpix_keys_and_drm_signalling(clip, tmp_path):
         pro = base64.b64encode(parse_pssh(doc["pssh"][kid][PLAYREADY]).data).decode()
         assert (f'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="data:text/plain;charset=UTF-16;base64,{pro}",'
                 'KEYFORMAT="com.microsoft.playready",KEYFORMATVERSIONS="1"') in keys
-    master = (out / "master.m3u8").read_text()
-    assert master.count("#EXT-X-SESSION-KEY:") >= 4  # Widevine + PlayReady for each of the two keys
+    master = (out / "master.m3u8").read_text().splitlines()
+    session = [line for line in master if line.startswith("#EXT-X-SESSION-KEY:")]
+    assert len(session) == 6  # Widevine, PlayReady and FairPlay for each of the two keys
+    for kid in (KID, AUDIO_KID):
+        assert doc["fairplay"][kid].replace("#EXT-X-KEY:", "#EXT-X-SESSION-KEY:") in session
 
 
 def _leaks(text: bytes, secrets: list[bytes]) -> list[bytes]:

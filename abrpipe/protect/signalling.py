@@ -116,6 +116,10 @@ def hls_key_lines(p: Protection, *, session: bool = False) -> list:
     for s in p.systems:
         if s.hls_master_tag if session else s.hls_media_tag:
             continue  # the provider's own line is written instead (provider_tags)
+        if session and s.hls_media_tag and s.hls_media_tag.startswith("#EXT-X-KEY:"):
+            # The provider gave only the media playlist's line: the session key says the same.
+            keys.append("#EXT-X-SESSION-KEY:" + s.hls_media_tag.removeprefix("#EXT-X-KEY:"))
+            continue
         if s.system_id == CLEARKEY:
             if p.key_uri and not session:
                 # ClearKey for Shaka Player: the key itself at URI (see docs/PROTECTION.md).
