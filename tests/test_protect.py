@@ -376,3 +376,34 @@ def test_raw_keys_with_pssh_file(clip, tmp_path):
     line = (f'#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI="data:text/plain;base64,{base64.b64encode(box).decode()}",'
             f'KEYFORMAT="urn:uuid:{WIDEVINE}",KEYFORMATVERSIONS="1"')
     assert line in (out / "180p-300k" / "playlist.m3u8").read_text().splitlines()
+
+
+def test_aes128_segments_decrypt_to_the_clear_encode(clip, clear_out, tmp_path):
+    """Each segment, decrypted (AES-128-CBC, PKCS#7) with its period's key file and the playlist's explicit
+    IV, is the clear segment; a new key every 2 segments; the init stays in the clear, before the first key."""
+    import m3u8
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    title = protect_copy(clear_out, clip, tmp_path / "enc", ProtectOptions(hls_aes128=True, key_rotation=2, embed_keys=True))
+    from abrpipe import hls
+
+    hls.write_hls(str(tmp_path / "enc"), title)
+    for r in title.renditions:
+        rdir = tmp_path / "enc" / r.id
+        assert (rdir / "init.mp4").read_bytes() == (clear_out / r.id / "init.mp4").read_bytes()
+        text = (rdir / "playlist.m3u8").read_text()
+        assert text.index("#EXT-X-MAP:") < text.index("#EXT-X-KEY:")
+        playlist = m3u8.loads(text)
+        kids = []
+        for n, seg in enumerate(playlist.segments):
+            key_path = (rdir / seg.key.uri).resolve()
+            kids.append(key_path.stem)
+            clear = (clear_out / r.id / seg.uri).read_bytes()
+            encrypted = rdir / seg.uri
+            assert encrypted.read_bytes() != clear
+            dec = Cipher(algorithms.AES(key_path.read_bytes()), modes.CBC(bytes.fromhex(seg.key.iv[2:]))).decryptor()
+            unpad = padding.PKCS7(128).unpadder()
+            out = unpad.update(dec.update(encrypted.read_bytes()) + dec.finalize()) + unpad.finalize()
+            assert out == clear, f"{r.id} segment {n + 1}"
+        assert kids == [kids[2 * (i // 2)] for i in range(len(kids))] and len(set(kids)) == -(-len(kids) // 2)
