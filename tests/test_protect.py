@@ -407,3 +407,18 @@ def test_aes128_segments_decrypt_to_the_clear_encode(clip, clear_out, tmp_path):
             out = unpad.update(dec.update(encrypted.read_bytes()) + dec.finalize()) + unpad.finalize()
             assert out == clear, f"{r.id} segment {n + 1}"
         assert kids == [kids[2 * (i // 2)] for i in range(len(kids))] and len(set(kids)) == -(-len(kids) // 2)
+
+
+def test_keys_from_the_environment(clip, tmp_path):
+    """ABRPIPE_KEYS gives a key per track class; --dry-run shows one packager run per key, no key."""
+    env = {**os.environ, "ABRPIPE_KEYS": f"SD={KID}:{KEY},AUDIO={AUDIO_KID}:{AUDIO_KEY}"}
+    proc = subprocess.run([*ABRPIPE, "encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "out"), "--encrypt", "cbcs",
+                           "--key-uri", "/k/{kid}", "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    runs = [line for line in proc.stdout.splitlines() if line.startswith("# ") and "--flagfile=KEYS.flags" in line]
+    assert len(runs) == 2 and "stream=audio" in runs[1] and runs[0].count("stream=video") == 2
+    assert not _leaks((proc.stdout + proc.stderr).encode(), secret_forms(KEY) + secret_forms(AUDIO_KEY))
+    bad = subprocess.run([*ABRPIPE, "encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "out"), "--encrypt", "cbcs",
+                          "--key-uri", "/k/{kid}"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "ABRPIPE_KEYS": "XL=" + f"{KID}:{KEY}"})
+    assert bad.returncode == 3 and "ABRPIPE_KEYS: unknown track class 'XL'" in bad.stderr and KEY not in bad.stderr
