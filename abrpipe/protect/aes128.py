@@ -91,4 +91,4 @@ def protect_title(ctx, opts, given: list[ContentKey]) -> Title:
         protection = Protection(scheme=SCHEME, kid=keys[0].kid_hex, iv_size=16, periods=tuple(periods))
         return replace(r, segments=tuple(segments), protection=protection)
 
-    return Title(video=tuple(protect(r) for r in ctx.title.video), audio=tuple(protect(r) for r in ctx.title.audio))
+    return replace(ctx.title, video=tuple(protect(r) for r in ctx.title.video), audio=tuple(protect(r) for r in ctx.title.audio))

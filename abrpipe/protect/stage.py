@@ -134,7 +134,7 @@ def encrypt_title(ctx: StageContext, opts: ProtectOptions) -> Title:
             return r
         return _reread(ctx.work_dir, r, opts, cpix, by_kid[r.id])
 
-    return Title(video=tuple(reread(r) for r in ctx.title.video), audio=tuple(reread(r) for r in ctx.title.audio))
+    return replace(ctx.title, video=tuple(reread(r) for r in ctx.title.video), audio=tuple(reread(r) for r in ctx.title.audio))
 
 
 def _join(work_dir: str, r: Rendition, dest: str) -> None:
