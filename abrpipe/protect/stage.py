@@ -72,7 +72,7 @@ def load_keys(opts: ProtectOptions, *, required: bool = True) -> KeySet | None:
     if keyset is None:
         if required:
             raise KeyError_(
-                "--encrypt needs keys and none were given",
+                f"{opts.scheme or 'AES-128'} encryption (--encrypt or the profile's encryption) needs keys and none were given",
                 hint=f"pass --key KID:KEY, --keys FILE, --cpix FILE, or set {KEYS_ENV}",
             )
         return None
