@@ -39,7 +39,8 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", help="Output directory (default: INPUT's name + '-abr' beside it). Work happens in OUTPUT.partial/.")
 @job_options
-@click.option("--dry-run", is_flag=True, help="Print the exact ffmpeg command(s) and run nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the exact ffmpeg command(s) and run nothing (when encrypting, the packager commands follow as comments: their keys are in a flag file, never shown).")
 @click.option("--no-validate", is_flag=True, help="Do not validate before publishing (by default an invalid result is never published).")
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
               help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.")
