@@ -128,6 +128,10 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
         for warning in protect_opts.warnings():
             err.print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         return
+    if protect is not None and protect.scheme:
+        from abrpipe.protect.stage import planned_groups
+
+        planned_groups(prepare_job(job)[1], protect)  # a track without a key fails before the encode
     with ProgressDisplay(f"encode {os.path.basename(input_path)}", quiet=quiet or as_json and not err.is_terminal) as display:
         def on_event(e: Event) -> None:
             if e.progress is not None:

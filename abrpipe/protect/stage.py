@@ -246,14 +246,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def dry_run_lines(plan, opts: ProtectOptions, work_dir: str) -> list[str]:
-    """What the protection stage will run after the encode, as comment lines for --dry-run: the
-    packager commands as they will be run, but with the flag file (the keys) named, never shown."""
-    import shlex
-
-    if opts.hls_aes128:
-        return [f"# then: every segment encrypted with AES-128-CBC in abrpipe (HLS only), a new key every "
-                f"{opts.key_rotation or 'whole rendition of'} segment(s); keys are not shown"]
+def planned_groups(plan, opts: ProtectOptions) -> dict[bytes, tuple[ContentKey, list[tuple[str, str]]]]:
+    """Before the encode: which planned renditions each key will protect. A rendition no key covers
+    fails now (unless --allow-clear), with the message the stage would give after the encode."""
     cpix = read_cpix(opts.cpix) if opts.cpix else None
     keys = None if cpix else load_keys(opts)
     groups: dict[bytes, tuple[ContentKey, list[tuple[str, str]]]] = {}
@@ -264,11 +259,28 @@ def dry_run_lines(plan, opts: ProtectOptions, work_dir: str) -> list[str]:
         else:
             assert keys is not None
             key = keys.for_track(kind, height, opts.key_classes)
-        if key is not None:
-            groups.setdefault(key.kid, (key, []))[1].append((rid, kind))
+        if key is None:
+            if not opts.allow_clear:
+                raise KeyError_(
+                    f"{opts.cpix or 'the keys given'}: no key for rendition {rid} ({track_class(kind, height, opts.key_classes)} track)",
+                    hint="add a key for that track class, or --allow-clear to leave it unencrypted",
+                )
+            continue
+        groups.setdefault(key.kid, (key, []))[1].append((rid, kind))
+    return groups
+
+
+def dry_run_lines(plan, opts: ProtectOptions, work_dir: str) -> list[str]:
+    """What the protection stage will run after the encode, as comment lines for --dry-run: the
+    packager commands as they will be run, but with the flag file (the keys) named, never shown."""
+    import shlex
+
+    if opts.hls_aes128:
+        return [f"# then: every segment encrypted with AES-128-CBC in abrpipe (HLS only), a new key every "
+                f"{opts.key_rotation or 'whole rendition of'} segment(s); keys are not shown"]
     lines = ["# then, to encrypt (the keys go in a private 0600 flag file, not shown):"]
     tmp = os.path.join(work_dir, WORK_DIR)
-    for key, members in groups.values():
+    for key, members in planned_groups(plan, opts).values():
         streams = [packager.PackagerStream(os.path.join(tmp, f"{rid}.mp4"), kind, os.path.join(tmp, "out", rid, INIT_NAME),
                                            os.path.join(tmp, "out", rid, "seg_$Number%05d$.m4s")) for rid, kind in members]
         video = any(kind == "video" for _, kind in members)
