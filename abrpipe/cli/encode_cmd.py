@@ -136,7 +136,7 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
         def on_event(e: Event) -> None:
             if e.progress is not None:
                 display.update(e.progress)
-            elif e.stage in ("plan", "package", "validate", "publish"):
+            elif e.stage in ("plan", "package", "protect", "validate", "publish"):
                 display.message(f"{e.stage}: {e.message}".rstrip(": "))
 
         extra: dict = {}
