@@ -1,8 +1,9 @@
 """Protected output played in real players in headless Chromium with EME ClearKey.
 
-DASH cenc and cbcs in Shaka Player and dash.js; HLS cbcs in Shaka (KEYFORMAT="identity": hls.js
-wants "org.w3.clearkey" plus a license server instead); HLS AES-128 in hls.js and Shaka, across a
-key change (a new key every 2 segments). A wrong key must make playback fail, and the test sees it."""
+DASH cenc and cbcs in Shaka Player and dash.js (keys given to the players' ClearKey configuration);
+HLS cbcs in Shaka, which fetches the key from the KEYFORMAT="identity" URI (hls.js wants
+"org.w3.clearkey" plus a license server instead); HLS AES-128 in hls.js and Shaka, across a key change
+(a new key every 2 segments). A wrong key must make playback fail, and the test sees it."""
 
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ RUNS = [
 def test_protected_output_plays(scheme, player, manifest, clip, root):
     require_browser()
     out = protected(scheme, clip, root)
-    keys = None if scheme == "aes128" else {KID: KEY}  # AES-128: the player fetches the keys from OUT/keys/
+    # DASH: the keys come from the player's ClearKey configuration. HLS: the player fetches them from
+    # the playlists' key URIs (AES-128, and KEYFORMAT="identity" in Shaka), here OUT/keys/ (--embed-keys).
+    keys = {KID: KEY} if manifest.endswith(".mpd") else None
     # AES-128: each forced rendition must play 2.5 s, so it crosses the key change at 2 s.
     result = play(out, player, manifest, seconds=60, clearkeys=keys, advance=2.5 if scheme == "aes128" else 1.0)
     assert result["killed_leftovers"] == 0
@@ -71,11 +74,17 @@ def test_protected_output_plays(scheme, player, manifest, clip, root):
         assert len(levels) == 2 and all(p["played_s"] >= 2.5 for p in levels), summary(result)
 
 
-@pytest.mark.parametrize(("player", "manifest"), [("shaka", "manifest.mpd"), ("dashjs", "manifest.mpd")])
-def test_wrong_key_fails_playback(player, manifest, clip, root):
+@pytest.mark.parametrize(("player", "manifest"), [("shaka", "manifest.mpd"), ("dashjs", "manifest.mpd"), ("shaka", "master.m3u8")])
+def test_wrong_key_fails_playback(player, manifest, clip, root, tmp_path):
     require_browser()
-    out = protected("cenc", clip, root)
-    result = play(out, player, manifest, seconds=40, clearkeys={KID: WRONG_KEY})
+    if manifest.endswith(".mpd"):
+        out = protected("cenc", clip, root)
+        result = play(out, player, manifest, seconds=40, clearkeys={KID: WRONG_KEY})
+    else:  # HLS: the key the identity URI serves is wrong
+        out = tmp_path / "cbcs-wrong-key"
+        shutil.copytree(protected("cbcs", clip, root), out)
+        (out / "keys" / f"{KID}.key").write_bytes(bytes.fromhex(WRONG_KEY))
+        result = play(out, player, manifest, seconds=40)
     assert result["killed_leftovers"] == 0
     assert not result["ok"], "playback with a wrong key must fail: " + summary(result)
     # It fails because the media element cannot decode what the wrong key "decrypted", not for any
