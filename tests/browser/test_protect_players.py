@@ -1,7 +1,7 @@
 """Protected output played in real players in headless Chromium with EME ClearKey.
 
 DASH cenc and cbcs in Shaka Player and dash.js (keys given to the players' ClearKey configuration);
-HLS cbcs in Shaka, which fetches the key from the KEYFORMAT="identity" URI (hls.js wants
+HLS cenc and cbcs in Shaka, which fetches the key from the KEYFORMAT="identity" URI (hls.js wants
 "org.w3.clearkey" plus a license server instead); HLS AES-128 in hls.js and Shaka, across a key change
 (a new key every 2 segments). A wrong key must make playback fail, and the test sees it."""
 
@@ -51,6 +51,7 @@ RUNS = [
     ("cenc", "dashjs", "manifest.mpd"),
     ("cbcs", "shaka", "manifest.mpd"),
     ("cbcs", "dashjs", "manifest.mpd"),
+    ("cenc", "shaka", "master.m3u8"),
     ("cbcs", "shaka", "master.m3u8"),
     ("aes128", "hlsjs", "master.m3u8"),
     ("aes128", "shaka", "master.m3u8"),
