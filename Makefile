@@ -51,7 +51,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,pertitle,vmaf,serve,s3,s3server]'
+	$(PY) -m pip install --quiet -e '.[test,pertitle,vmaf,serve,s3,s3server,protect]'
 	@touch $@
 
 $(DEMO_SRC): scripts/make-sample.sh

@@ -36,6 +36,7 @@ ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 CEA608_SCHEME = "urn:scte:dash:cc:cea-608:2015"
 # DASH-IF IOP: subtitles for the hard of hearing carry this Accessibility (TV-Anytime purpose 2).
 HARD_OF_HEARING_SCHEME = "urn:tva:metadata:cs:AudioPurposeCS:2007"
+CENC_NS = "urn:mpeg:cenc:2013"
 
 
 def iso_duration(seconds: float) -> str:
@@ -122,6 +123,7 @@ def _video_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
     if channels and all(r.closed_captions for r in renditions):
         # CEA-608 in the video's SEI: the channel and its (unknown) language, DASH-IF IOP 6.4.3.
         aset.accessibilities = [_descriptor(CEA608_SCHEME, ";".join(f"{c}=und" for c in channels))]
+    _protect(aset, renditions)
     return aset
 
 
@@ -148,6 +150,22 @@ def _text_set(set_id: int, t: TextTrack) -> AdaptationSet:
     return aset
 
 
+def _protect(aset: AdaptationSet, renditions: list[Rendition]) -> None:
+    """ContentProtection on the AdaptationSet when its renditions share one key, else on each one."""
+    if not any(r.protection for r in renditions):
+        return
+    from abrpipe.protect.signalling import dash_content_protections
+
+    by_id = {r.id: r for r in renditions}
+    if len({r.protection for r in renditions}) == 1 and renditions[0].protection:
+        aset.content_protections = dash_content_protections(renditions[0].protection)
+        return
+    for rep in aset.representations:
+        protection = by_id[rep.id].protection
+        if protection is not None:
+            rep.content_protections = dash_content_protections(protection)
+
+
 def _audio_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
     aset = _adaptation_set(set_id, "audio")
     if renditions[0].language:
@@ -160,12 +178,15 @@ def _audio_set(set_id: int, renditions: list[Rendition]) -> AdaptationSet:
         rep.audio_channel_configurations = [_descriptor(CHANNEL_SCHEME, str(r.channels or 2))]
         reps.append(rep)
     aset.representations = reps
+    _protect(aset, renditions)
     return aset
 
 
 def build_mpd(title: Title) -> MPEGDASH:
     mpd = MPEGDASH()
     mpd.xmlns = DASH_NS
+    if any(r.protection for r in title.renditions):
+        mpd.cenc = CENC_NS  # declares the cenc: prefix of default_KID and pssh (else the XML is invalid)
     mpd.profiles = PROFILES
     mpd.type = "static"
     mpd.media_presentation_duration = iso_duration(title.duration_s)

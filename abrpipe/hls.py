@@ -45,6 +45,10 @@ def _media_playlist(r: Rendition, target: int) -> m3u8.M3U8:
     init = {"uri": INIT_NAME}
     for seg in r.segments:
         pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration / r.timescale, init_section=init))
+    if r.protection is not None:
+        from abrpipe.protect.hls_keys import add_keys
+
+        add_keys(pl, r.protection, init)
     return pl
 
 
@@ -119,6 +123,10 @@ def _iframe_playlist(r: Rendition, target: int) -> tuple[m3u8.M3U8, int, int]:
         peak = max(peak, round(length * 8 / duration))
         total_bits += length * 8
         total_s += duration
+    if r.protection is not None and pl.segments:
+        from abrpipe.protect.hls_keys import add_keys
+
+        add_keys(pl, r.protection, init)
     return pl, peak, round(total_bits / total_s) if total_s else 0
 
 
@@ -250,6 +258,10 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 },
             )
         )
+    if any(r.protection for r in title.renditions):
+        from abrpipe.protect.hls_keys import session_keys
+
+        master.session_keys = session_keys(title.renditions)
     master.dump(os.path.join(out_dir, MASTER_NAME))
     written.append(MASTER_NAME)
     if title.ts:

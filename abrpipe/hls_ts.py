@@ -193,4 +193,4 @@ def _check_segments(work_dir: str, video) -> tuple[TsSegmentInfo, ...]:
     return tuple(out)
 
 
-stages.register(HlsTsStage)
+stages.register(HlsTsStage, order=stages.ORDER_REMUX)

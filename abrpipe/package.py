@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from abrpipe import mp4
 from abrpipe.encode import INIT_NAME
@@ -19,6 +20,9 @@ from abrpipe.errors import OutputError
 from abrpipe.hls_ts import TsVariant
 from abrpipe.plan import LadderPlan
 from abrpipe.thumbnails import ImageTrack
+
+if TYPE_CHECKING:
+    from abrpipe.protect.model import Protection
 
 MASTER_NAME = "master.m3u8"
 MPD_NAME = "manifest.mpd"
@@ -61,6 +65,7 @@ class Rendition:
     codec_family: str | None = None  # groups video renditions into DASH AdaptationSets
     group: str | None = None  # audio: the HLS group (one per audio rung; its members are languages)
     closed_captions: str | None = None  # video: the CEA-608 channel its SEI carries ("CC1"), if any
+    protection: Protection | None = None  # set by the protection stage, read from the encrypted init
 
     @property
     def duration_s(self) -> float:

@@ -14,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import (
+from abrpipe import (  # noqa: F401  (protect and text_stage register their stages)
     __version__,
     encode,
     package,
+    protect,
     publish,
     stages,
     storage,
-    text_stage,  # noqa: F401  (registers the subtitles and captions stages)
+    text_stage,
 )
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.plan import LadderPlan, plan_ladder
@@ -46,6 +47,9 @@ class Job:
     endpoint: str | None = None  # object-store endpoint for s3:// inputs and outputs (credentials: boto3's chain)
     subtitles: tuple = ()  # subtitles.SubtitleSpec: sidecar files to publish
     source_subtitles: bool = True  # also publish the source's text tracks
+    # Content protection (abrpipe.protect): scheme, key file paths, signalling options. Never a
+    # key: keys travel by a 0600 file or the environment, so a Job can be logged or pickled.
+    protection: Any = None
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -248,7 +252,8 @@ def _check_complete(job: Job, source: SourceMedia, title: package.Title) -> None
 def _validate(work: str, job: Job):
     from abrpipe import validate
 
-    report = validate.validate_output(work, dash_schema=job.dash_schema)
+    allow_clear = bool(getattr(job.protection, "allow_clear", False))
+    report = validate.validate_output(work, dash_schema=job.dash_schema, allow_clear=allow_clear)
     if report.errors:
         first = report.errors[0]
         raise ValidationFailed(
@@ -310,6 +315,7 @@ def rendition_summary(r: package.Rendition) -> dict[str, Any]:
         "average_bps": r.average_bps,
         "peak_bps": r.peak_bps,
         "size_bytes": r.size_bytes,
+        "protection": r.protection.summary() if r.protection else None,
     }
 
 

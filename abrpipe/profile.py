@@ -88,6 +88,8 @@ class Profile:
     thumbnails: ThumbnailSpec | None = None  # seek-bar sprite sheets, made from the encode's decode
     hls_ts: bool = False  # also HLS with MPEG-TS segments (master-ts.m3u8), remuxed from the same frames
     source_subtitles: bool = True  # publish the source's text tracks as WebVTT
+    encryption: str | None = None  # default --encrypt scheme (cenc | cbcs); the keys never come from a profile
+    key_classes: tuple[tuple[str, int], ...] = ()  # ("SD", max height), ("HD", max height): video key classes
 
     def rate_control_of(self, rung: VideoRungSpec) -> str:
         """The rung's own rate control, or the profile's."""
@@ -153,6 +155,8 @@ TOP_FIELDS: dict[str, str] = {
     "rung_overrides": "with extends: [[rung_overrides]] index = N plus the rung keys to change in the parent's rung N",
     "remove_rungs": "with extends: indices of the parent's rungs to drop, e.g. [0, 1]",
     "audio": "the audio rungs ([[audio]] tables); audio = [] for a video-only ladder",
+    "encryption": 'encrypt by default with this Common Encryption scheme: "cenc" or "cbcs" (keys come from --key, --keys, --cpix or ABRPIPE_KEYS, never from a profile)',
+    "key_classes": "video track classes for per-class keys, as highest heights: [key_classes] SD = 576, HD = 1080 (default); taller is UHD",
 }
 RUNG_FIELDS: dict[str, str] = {
     "size": "bounding box WxH, e.g. 1920x1080 (portrait sources use it rotated); or give height",
@@ -364,6 +368,9 @@ def build_profile(
     hls_ts = get("hls_ts", _bool, "expected true or false")
     source_subtitles = get("source_subtitles", _bool, "expected true or false")
     encoder_options = get("encoder_options", _encoder_options, "expected tables of option = value per codec, like [encoder_options.h264]")
+    encryption = get("encryption", _choice(("cenc", "cbcs")), 'expected "cenc" or "cbcs"') if "encryption" in d else None
+    key_classes = (get("key_classes", _key_classes, "expected a table of SD / HD highest heights, like { SD = 576, HD = 1080 }")
+                   if "key_classes" in d else ())
 
     if gop_s and segment_s:
         ratio = segment_s / gop_s
@@ -407,6 +414,8 @@ def build_profile(
         thumbnails=thumbnails,
         hls_ts=hls_ts,
         source_subtitles=source_subtitles,
+        encryption=encryption,
+        key_classes=key_classes or (),
     )
 
 
@@ -459,6 +468,14 @@ def _thumbnails(v: Any) -> ThumbnailSpec | None:
 
 def _bool(v: Any) -> bool:
     return v if isinstance(v, bool) else _fail()
+def _key_classes(v: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(v, dict) or not v or set(v) - {"SD", "HD"}:
+        return _fail()
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v.values()):
+        return _fail()
+    if "SD" in v and "HD" in v and v["SD"] >= v["HD"]:
+        return _fail()
+    return tuple(sorted(v.items()))
 
 
 def _outputs(v: Any) -> tuple[str, ...]:
@@ -730,6 +747,10 @@ def to_schema(profile: Profile) -> dict[str, Any]:
         data["hls_ts"] = True
     if profile.encoder_options:
         data["encoder_options"] = {codec: dict(opts) for codec, opts in profile.encoder_options}
+    if profile.encryption:
+        data["encryption"] = profile.encryption
+    if profile.key_classes:
+        data["key_classes"] = dict(profile.key_classes)
     rungs = []
     for r in profile.rungs:
         rung: dict[str, Any] = {"size": f"{r.width}x{r.height}"} if r.width else {"height": r.height}

@@ -35,14 +35,22 @@ class Stage(Protocol):
     def run(self, ctx: StageContext) -> Title: ...
 
 
-# Stages in the order they run: each one sees the Title the previous one returned.
-_STAGES: list[Callable[[], Stage]] = []
+# Where each kind of stage runs: stages that read the clear media (captions are probed in the
+# decoded video, MPEG-TS is remuxed from the CMAF samples) come before encryption rewrites them.
+ORDER_THUMBNAILS = 10
+ORDER_TEXT = 20
+ORDER_REMUX = 30
+ORDER_ENCRYPT = 90
+
+_STAGES: list[tuple[int, Callable[[], Stage]]] = []
 
 
-def register(factory: Callable[[], Stage]) -> Callable[[], Stage]:
-    _STAGES.append(factory)
+def register(factory: Callable[[], Stage], *, order: int) -> Callable[[], Stage]:
+    _STAGES.append((order, factory))
     return factory
 
 
 def enabled(job: Any) -> list[Stage]:
-    return [stage for stage in (factory() for factory in _STAGES) if stage.wanted(job)]
+    """The stages a job wants, in their order: each one sees the Title the previous one returned."""
+    ordered = [factory for _, factory in sorted(_STAGES, key=lambda item: item[0])]
+    return [stage for stage in (factory() for factory in ordered) if stage.wanted(job)]

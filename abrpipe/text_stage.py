@@ -238,5 +238,5 @@ class CaptionsStage:
         return replace(title, video=video, notes=title.notes + tuple(notes))
 
 
-stages.register(SubtitlesStage)
-stages.register(CaptionsStage)
+stages.register(SubtitlesStage, order=stages.ORDER_TEXT)
+stages.register(CaptionsStage, order=stages.ORDER_TEXT)

@@ -268,4 +268,4 @@ class ThumbnailStage:
         return replace(ctx.title, images=ctx.title.images + (track,))
 
 
-stages.register(ThumbnailStage)
+stages.register(ThumbnailStage, order=stages.ORDER_THUMBNAILS)

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from abrpipe import registry, subtitles, text_stage
+from abrpipe.cli import protect_opts
 from abrpipe.cli.common import (
     ProgressDisplay,
     console_err,
@@ -67,7 +68,8 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--hls-ts", is_flag=True,
               help="Also write HLS with MPEG-TS segments (master-ts.m3u8) for older devices: the same encoded frames, remuxed.")
 @endpoint_option
-@click.option("--dry-run", is_flag=True, help="Print the exact ffmpeg command(s) and run nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the exact ffmpeg command(s) and run nothing (when encrypting, the packager commands follow as comments: their keys are in a flag file, never shown).")
 @click.option("--no-validate", is_flag=True, help="Do not validate before publishing (by default an invalid result is never published).")
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
               help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.")
@@ -82,11 +84,13 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--report", is_flag=True,
               help="Write the HTML report (see `abrpipe report`) to OUTPUT/report.html. With --per-title, also encode the "
                    "fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+@protect_opts.protection_options
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, endpoint,
-           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, as_json, quiet):
+           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, as_json, quiet,
+           **protection):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -96,6 +100,23 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     profile = with_delivery_options(registry.load(profile_ref), thumbnails_spec, hls_ts)
     # Sidecar subtitles are read now: a bad file fails before the encode, not after it.
     text_specs = subtitles.check_specs(tuple(subtitles.parse_spec(v) for v in subtitle_specs))
+    if profile.encryption and not protection["encrypt"] and not protection["hls_aes128"]:
+        protection["encrypt"] = profile.encryption  # the profile's scheme; --encrypt overrides it
+    protect_opts.check(**protection, outputs=profile.outputs)
+    if profile.hls_ts and (protection["encrypt"] or protection["hls_aes128"]):
+        # The MPEG-TS set is remuxed from the clear samples: it would publish the title unprotected.
+        raise click.UsageError("--hls-ts cannot be combined with encryption: the MPEG-TS set would be in the clear")
+    if protection["hls_aes128"]:
+        profile = replace(profile, outputs=("hls",))  # AES-128 segments are for HLS players only
+    with protect_opts.protect_job_options(**protection, key_classes=profile.key_classes) as protect:
+        if protect is not None:
+            protect_opts.preflight(protect)
+        _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, endpoint, text_specs, no_subtitles,
+                dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet, protect)
+
+
+def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, endpoint, text_specs, no_subtitles,
+            dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet, protect):
     if dash_schema and not no_validate:
         from abrpipe.validate import check_schema_dir
 
@@ -130,22 +151,37 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         endpoint=endpoint,
         subtitles=text_specs,
         source_subtitles=not no_subtitles,
+        protection=protect,
     )
     err = console_err()
     if dry_run:
         source, plan = prepare_job(job)
         commands = build_commands(source, plan, target.work_dir) + text_stage.dry_run_commands(job, source, target.work_dir)
+        protection_lines: list[str] = []
+        if protect is not None:
+            from abrpipe.protect.stage import dry_run_lines
+
+            protection_lines = dry_run_lines(plan, protect, target.work_dir)
         if as_json:
-            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands]})
+            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands],
+                       **({"protection": protection_lines} if protection_lines else {})})
         else:
             for c in commands:
                 click.echo(c.shell())
+            for line in protection_lines:
+                click.echo(line)
+        for warning in protect_opts.warnings():
+            err.print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         return
+    if protect is not None and protect.scheme:
+        from abrpipe.protect.stage import planned_groups
+
+        planned_groups(prepare_job(job)[1], protect)  # a track without a key fails before the encode
     with ProgressDisplay(f"encode {os.path.basename(input_path)}", quiet=quiet or as_json and not err.is_terminal) as display:
         def on_event(e: Event) -> None:
             if e.progress is not None:
                 display.update(e.progress)
-            elif e.stage in ("plan", "package", "validate", "publish", "download"):
+            elif e.stage in ("plan", "package", "protect", "validate", "publish", "download"):
                 display.message(f"{e.stage}: {e.message}".rstrip(": "))
 
         extra: dict = {}
@@ -174,6 +210,8 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.record.get("notes", result.plan.notes):
             err.print(f"note: {note}", highlight=False, markup=False)
+        for warning in protect_opts.warnings():
+            err.print(f"abrpipe: warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
         err.print(summary_table(renditions))
         for t in result.record.get("subtitles", []):
             flags = "".join(f", {f}" for f in ("default", "forced", "sdh") if t[f])
@@ -187,6 +225,10 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
 
 def summary_table(renditions: list[dict]) -> Table:
     table = Table(title="renditions", title_justify="left")
+    protected = any(r.get("protection") for r in renditions)
+    if protected:
+        table.caption = "; ".join(f"{r['id']}: {protect_opts.describe(r.get('protection'))}" for r in renditions)
+        table.caption_justify = "left"
     for col in ("rendition", "resolution", "codec", "avg", "peak", "size", "segments"):
         table.add_column(col, justify="right" if col in ("avg", "peak", "size", "segments") else "left")
     for r in renditions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from abrpipe import registry
 from abrpipe.cli.common import console_err, emit_json, json_option
+from abrpipe.errors import InputError
 from abrpipe.plan import plan_ladder
 from abrpipe.probe import probe, source_to_dict
 from abrpipe.units import format_kbps
@@ -19,12 +21,33 @@ from abrpipe.units import format_kbps
 @click.option("--allow-references", is_flag=True, help="Let ffprobe follow playlists / lists of other files.")
 @json_option
 def probe_cmd(input_path, allow_references, as_json):
-    """Describe INPUT as abrpipe sees it: streams, display size, rotation, frame rate, audio and subtitle tracks."""
+    """Describe INPUT as abrpipe sees it: streams, display size, rotation, frame rate, audio and subtitle tracks.
+
+    INPUT may also be an encoded output directory: each rendition's encryption scheme, KID and DRM
+    systems are read from its init segment.
+    """
+    from abrpipe.protect.boxes import probe_protection
+
+    if os.path.isdir(input_path):
+        rows = [{"rendition": name, "protection": probe_protection(os.path.join(input_path, name, "init.mp4"))}
+                for name in sorted(os.listdir(input_path)) if os.path.isfile(os.path.join(input_path, name, "init.mp4"))]
+        if not rows:
+            raise InputError(f"{input_path}: a directory without rendition folders (*/init.mp4)",
+                             hint="probe a media file, or an output directory of abrpipe encode")
+        if as_json:
+            emit_json({"path": os.path.abspath(input_path), "renditions": rows})
+            return
+        for row in rows:
+            console_err().print(f"{row['rendition']}: {_protection_text(row['protection'])}", highlight=False, markup=False)
+        return
     source = probe(input_path, allow_references=allow_references)
+    protection = probe_protection(input_path)
     if as_json:
-        emit_json(source_to_dict(source))
+        emit_json({**source_to_dict(source), "protection": protection})
         return
     err = console_err()
+    if protection:
+        err.print(f"  protection: {_protection_text(protection)}", highlight=False, markup=False)
     err.print(f"{source.path}: {source.format_name}, {source.duration_s:.2f} s, {source.size_bytes / 1e6:.1f} MB")
     v = source.video
     if v:
@@ -41,6 +64,12 @@ def probe_cmd(input_path, allow_references, as_json):
         kind = "bitmap: not published (WebVTT needs text)" if t.bitmap else "text"
         err.print(f"  subtitles #{t.index} (s:{t.position}): {t.codec}, language {t.language or 'und'}, {kind} {' '.join(flags)}".rstrip(),
                   soft_wrap=True, highlight=False)
+
+
+def _protection_text(p: dict | None) -> str:
+    if not p:
+        return "clear"
+    return f"{p['scheme']} KID {p['kid']} (IV {p['iv_size']} bytes, pattern {p['pattern']}), pssh: {', '.join(p['systems']) or 'none'}"
 
 
 @click.command()
@@ -111,8 +140,9 @@ def ladder(input_path, profile_ref, allow_references, per_title, metric, plot, s
         table.add_row(rung.id, f"{rung.width}x{rung.height}", f"{float(rung.fps):g}", format_kbps(rung.bitrate_kbps),
                       format_kbps(rung.maxrate_kbps), f"{rung.gop_frames} frames")
     err.print(table)
-    for pa in plan.audio:
-        err.print(f"audio {pa.id}: {pa.codec} {format_kbps(pa.bitrate_kbps)} {pa.channels}ch from a:{pa.source_position} ({pa.language or 'und'})")
+    for audio in plan.audio:
+        err.print(f"audio {audio.id}: {audio.codec} {format_kbps(audio.bitrate_kbps)} {audio.channels}ch "
+                  f"from a:{audio.source_position} ({audio.language or 'und'})")
     for d in plan.dropped:
         err.print(f"dropped {d.label}: {d.reason}")
     for n in plan.notes:

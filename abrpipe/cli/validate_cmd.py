@@ -30,10 +30,11 @@ _STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
     envvar="ABRPIPE_DASH_SCHEMA",
     help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate the MPD against.",
 )
+@click.option("--allow-clear", is_flag=True, help="Renditions in the clear next to encrypted ones are not an error (PROT-HALF).")
 @endpoint_option
 @json_option
 @quiet_option
-def validate(path, strict, dash_schema, endpoint, as_json, quiet):
+def validate(path, strict, dash_schema, allow_clear, endpoint, as_json, quiet):
     """Check an HLS/DASH output: OUT is a directory, a master playlist or an MPD.
 
     Every manifest must parse and every file it references must exist; segments must start with
@@ -60,7 +61,7 @@ def validate(path, strict, dash_schema, endpoint, as_json, quiet):
             except OSError as exc:
                 raise InputError(f"{path}: cannot download to scratch space ({exc.strerror or exc})",
                                  hint=f"free some space, or set {storage.SCRATCH_ENV}") from None
-        report = validate_output(local, dash_schema=dash_schema, strict=strict)
+        report = validate_output(local, dash_schema=dash_schema, strict=strict, allow_clear=allow_clear)
         if url is not None:
             report.path = path
         if as_json:

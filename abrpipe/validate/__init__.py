@@ -18,6 +18,7 @@ from abrpipe.errors import InputError
 from abrpipe.validate.dash_checks import DashChecker, check_schema_dir
 from abrpipe.validate.hls_checks import HlsChecker
 from abrpipe.validate.media import Context, Rendition
+from abrpipe.validate.protection import check_protection
 from abrpipe.validate.report import RULES, Finding, Report, Rule, Severity
 from abrpipe.validate.thumb_checks import ThumbChecker, check_thumbnails
 
@@ -80,16 +81,21 @@ def _is_multivariant(path: str) -> bool:
     return "#EXT-X-STREAM-INF" in text or "#EXT-X-I-FRAME-STREAM-INF" in text
 
 
-def validate_output(path: str, *, dash_schema: str | None = None, strict: bool = False) -> Report:
+def validate_output(
+    path: str, *, dash_schema: str | None = None, strict: bool = False, allow_clear: bool = False
+) -> Report:
     """Validate an output directory (or one master playlist / MPD) and return the report.
 
     dash_schema: a directory holding DASH-MPD.xsd (and its imports); without it the XSD rule is
-    skipped with an info finding. strict: the report's ok() also fails on warnings.
+    skipped with an info finding. strict: the report's ok() also fails on warnings. allow_clear:
+    renditions in the clear next to encrypted ones are not an error (PROT-HALF).
     """
-    return inspect_output(path, dash_schema=dash_schema, strict=strict)[0]
+    return inspect_output(path, dash_schema=dash_schema, strict=strict, allow_clear=allow_clear)[0]
 
 
-def inspect_output(path: str, *, dash_schema: str | None = None, strict: bool = False) -> tuple[Report, Context]:
+def inspect_output(
+    path: str, *, dash_schema: str | None = None, strict: bool = False, allow_clear: bool = False
+) -> tuple[Report, Context]:
     """validate_output, plus the context it read: every rendition with its segments' boxes (what
     `abrpipe report` draws, so that its figures are the validator's own)."""
     if dash_schema:
@@ -109,6 +115,7 @@ def inspect_output(path: str, *, dash_schema: str | None = None, strict: bool = 
     _check_alignment(ctx)
     _check_av_durations(ctx)
     check_thumbnails(ctx, ThumbChecker(ctx), [p for playlist in playlists for p in _image_playlists(playlist)])
+    check_protection(root, playlists, mpds, report, allow_clear=allow_clear)
     return report.finish(), ctx
 
 

@@ -97,6 +97,14 @@ _RULES = [
     Rule("VTT-TIMESTAMP-MAP", "error", "an HLS WebVTT segment has no X-TIMESTAMP-MAP tying its cues to the media timeline"),
     Rule("VTT-CUE-OUTSIDE", "error", "a WebVTT segment holds a cue that lies outside the segment's time range"),
     Rule("VTT-COVERAGE-GAP", "error", "a cue that runs past its segment's end is not repeated in the next segment"),
+    # Content protection (ISO/IEC 23001-7)
+    Rule("PROT-TENC", "error", "a protected init has no readable tenc, or an unknown scheme in schm"),
+    Rule("PROT-IV-PATTERN", "error", "IV size, constant IV or pattern in tenc invalid for the scheme (cenc, cbcs)"),
+    Rule("PROT-SENC", "error", "a fragment of a protected rendition lacks senc (or saiz/saio), or counts differ from trun"),
+    Rule("PROT-SCHEME", "error", "the scheme a manifest declares differs from the init's schm"),
+    Rule("PROT-KID", "error", "the KID a manifest declares (cenc:default_KID) differs from the init's tenc"),
+    Rule("PROT-SIGNALLING", "error", "encrypted media without protection signalling in a manifest, or the reverse"),
+    Rule("PROT-HALF", "error", "a rendition is in the clear next to encrypted ones (unless allowed)"),
     # Alignment and cross-stream checks
     Rule("ALIGN-SEGMENTS", "error", "video renditions of one set have different segment boundaries"),
     Rule("ALIGN-KEYFRAMES", "error", "video renditions of one set have keyframes at different times"),

@@ -254,6 +254,7 @@ def play(
     *,
     advance: float = 1.0,
     extra_args: list[str] | None = None,
+    clearkeys: dict[str, str] | None = None,
 ) -> dict:
     """Play OUT_DIR/manifest_name with player (hlsjs|dashjs|shaka).
 
@@ -262,7 +263,8 @@ def play(
     for ``profile_processes``) and ``killed_leftovers`` (Chromium processes
     the harness had to kill after the driver: should be 0).  ``seconds`` bounds the whole run: the
     driver stops itself at that point, and is killed (with its Chromium) a
-    few seconds later if it has not.
+    few seconds later if it has not.  ``clearkeys`` ({kid hex: key hex}) are
+    handed to the player's EME ClearKey configuration (Shaka, dash.js).
     """
     if player not in PLAYERS:
         raise ValueError(f"player must be one of {PLAYERS}, not {player!r}")
@@ -289,6 +291,7 @@ def play(
                 "--user-data-dir",
                 profile,
                 *(extra_args or []),
+                *(["--clearkey", ",".join(f"{k}:{v}" for k, v in clearkeys.items())] if clearkeys else []),
             ]
             proc = subprocess.Popen(
                 cmd,

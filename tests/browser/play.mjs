@@ -29,6 +29,7 @@
 //          --text LANG  (instead of the level phases: list the subtitle tracks, select LANG, play
 //                        from 0 to the end twice and collect the cues the player puts on the <video>
 //                        element: result.text_tracks, result.cues)
+//          --clearkey KID:KEY[,KID:KEY]  (hex) EME ClearKey keys handed to the player
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -84,6 +85,7 @@ function parseArgs(argv) {
       case '--thumbnails': o.thumbnailTimes = next().split(',').map((t) => num(t, a)); break;
       case '--thumbnails-track': o.thumbnailsTrack = next(); break;
       case '--text': o.text = next(); break;
+      case '--clearkey': o.clearkey = next(); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
     }
@@ -360,7 +362,8 @@ async function main() {
   page.on('crash', () => fail('page crashed'));
 
   const sep = opt.page.includes('?') ? '&' : '?';
-  await page.goto(`${opt.page}${sep}player=${encodeURIComponent(opt.player)}`, { waitUntil: 'load', timeout: 15000 });
+  const keys = opt.clearkey ? `&clearkey=${encodeURIComponent(opt.clearkey)}` : '';
+  await page.goto(`${opt.page}${sep}player=${encodeURIComponent(opt.player)}${keys}`, { waitUntil: 'load', timeout: 15000 });
   result.player_version = await withTimeout(page.evaluate(() => window.abrTestReady.then((t) => t.version)), 15000, 'player script load');
 
   // load

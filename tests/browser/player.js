@@ -32,6 +32,18 @@
 
   var params = new URLSearchParams(location.search);
   var playerName = params.get('player') || 'hlsjs';
+  // ?clearkey=KIDHEX:KEYHEX,... : EME ClearKey keys for protected streams (Shaka, dash.js).
+  var clearKeys = {};
+  (params.get('clearkey') || '').split(',').filter(Boolean).forEach(function (pair) {
+    var kv = pair.split(':');
+    clearKeys[kv[0].toLowerCase()] = kv[1].toLowerCase();
+  });
+  var hasClearKeys = Object.keys(clearKeys).length > 0;
+  function hexToB64url(hex) {
+    var bin = '';
+    for (var i = 0; i < hex.length; i += 2) bin += String.fromCharCode(parseInt(hex.substr(i, 2), 16));
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
   var video = document.getElementById('video');
   video.muted = true;
   video.defaultMuted = true;
@@ -174,6 +186,11 @@
     var renderedId = null;
     var kind = 'video';  // the renditions to pin: 'audio' for an audio-only title
     window.__dashjs = player;
+    if (hasClearKeys) {
+      var ck = {};
+      Object.keys(clearKeys).forEach(function (kid) { ck[hexToB64url(kid)] = hexToB64url(clearKeys[kid]); });
+      player.setProtectionData({ 'org.w3.clearkey': { clearkeys: ck } });
+    }
     player.updateSettings({
       debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
       streaming: {
@@ -291,6 +308,7 @@
       manifest: { retryParameters: retry },
       abr: { enabled: true, restrictToElementSize: false },
     });
+    if (hasClearKeys) player.configure({ drm: { clearKeys: clearKeys } });
     // Shaka's tracks are variants (video x audio); a level is one video stream, or one audio
     // stream for an audio-only title.
     var videoIds = [];
