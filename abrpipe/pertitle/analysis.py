@@ -45,7 +45,7 @@ from abrpipe import codecs, encode, mp4, runner, tools
 from abrpipe.errors import DependencyError, EncodeError, InputError, ProfileError
 from abrpipe.pertitle import hull, ladder, metrics
 from abrpipe.plan import LadderPlan, PlannedRung, plan_ladder
-from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia
+from abrpipe.probe import SourceMedia
 from abrpipe.profile import Profile, VideoRungSpec
 
 #: Trial CRFs per codec family: five steps spanning "visually lossless" to "very coarse".
@@ -324,7 +324,7 @@ def indexed_copy(source: SourceMedia, directory: str) -> SourceMedia:
     path = os.path.join(directory, "source-indexed.mkv")
     argv = [
         tools.ffmpeg_path(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-        "-protocol_whitelist", SAFE_PROTOCOLS, "-i", source.ffmpeg_url,
+        "-protocol_whitelist", source.protocol_whitelist, "-i", source.ffmpeg_url,
         "-map", f"0:{source.video.index}", "-c", "copy",
         "-f", "matroska", path,
     ]  # fmt: skip
@@ -386,7 +386,7 @@ def build_trial_command(
     reference(s). Returns (argv, trial file per (resolution, crf), reference file per fps divisor);
     the files are relative to the directory the command runs in."""
     assert source.video is not None and plan.base_fps is not None
-    opts: dict[str, str] = {"protocol_whitelist": SAFE_PROTOCOLS}
+    opts: dict[str, str] = {"protocol_whitelist": source.protocol_whitelist}
     if window.start_s > 0:
         # Input seek: demuxer seek plus decode-and-drop to the exact time (accurate seek).
         opts["ss"] = f"{window.start_s:.6f}"
