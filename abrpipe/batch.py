@@ -69,7 +69,7 @@ class BatchFailed(AbrpipeError):
 
 
 class BatchInterrupted(AbrpipeError):
-    exit_code = ExitCode.INTERRUPTED
+    exit_code: int = ExitCode.INTERRUPTED
 
     def __init__(self, message: str, *, code: int = int(ExitCode.INTERRUPTED), hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -626,10 +626,10 @@ def junit_xml(result: BatchResult) -> bytes:
     skipped = sum(1 for e in entries if e["status"] in ("skipped", "cancelled"))
     total_s = f"{result.finished_unix - result.started_unix:.3f}"
     counts = {"tests": str(len(entries)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped), "time": total_s}
-    suites = ET.Element("testsuites", name="abrpipe batch", **counts)
+    suites = ET.Element("testsuites", {"name": "abrpipe batch", **counts})
     suite = ET.SubElement(
-        suites, "testsuite", name="abrpipe batch", hostname=socket.gethostname(),
-        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(result.started_unix)), **counts,
+        suites, "testsuite", {"name": "abrpipe batch", "hostname": socket.gethostname(),
+                              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(result.started_unix)), **counts},
     )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="abrpipe_version", value=__version__)

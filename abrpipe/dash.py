@@ -143,7 +143,7 @@ def build_mpd(title: Title) -> MPEGDASH:
     period = Period()
     period.id = "0"
     period.start = "PT0S"
-    sets = []
+    sets: list[AdaptationSet] = []
     families: dict[str, list[Rendition]] = {}
     for v in title.video:
         families.setdefault(v.codec_family or v.codec.split(".")[0], []).append(v)

@@ -121,6 +121,7 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         # One moof per GOP inside each segment: every keyframe gets its own byte range for the
         # I-frame playlists. Half a frame of slack keeps each cut on its keyframe.
         opts["frag_type"] = "duration"
+        assert plan.base_fps is not None  # a plan with video has a frame rate
         opts["frag_duration"] = f"{plan.gop_s - 0.5 / float(plan.base_fps):.6f}"
     else:
         opts["frag_type"] = "none"

@@ -105,7 +105,7 @@ def write_hls(out_dir: str, title: Title) -> list[str]:
                 )
             )
     variants = []
-    audio_choices = list(groups.items()) or [(None, [])]
+    audio_choices = list(groups.items()) or [("", [])]  # "": no audio group
     for v in title.video:
         for group_id, renditions in audio_choices:
             # BANDWIDTH: the worst case of this variant with any rendition of its audio group.

@@ -270,7 +270,7 @@ def _video_track(s: dict) -> VideoTrack:
         pix_fmt=pix_fmt,
         bit_depth=depth,
         color_transfer=s.get("color_transfer"),
-        frame_count=int(nb_frames) if str(nb_frames or "").isdigit() else None,
+        frame_count=int(str(nb_frames)) if str(nb_frames or "").isdigit() else None,
     )
 
 

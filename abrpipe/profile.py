@@ -652,15 +652,15 @@ def _check_codecs(
             errors.warn(f"{path}.{p.field}", p.message)
     for i, a in enumerate(audio):
         path = f"audio[{i}]"
-        encoder = codecs.audio(a.codec)
-        if encoder is None:
+        audio_encoder = codecs.audio(a.codec)
+        if audio_encoder is None:
             errors.add(f"{path}.codec", codecs.unknown_codec(a.codec, "audio"))
             continue
-        if container not in encoder.containers:
-            errors.add(f"{path}.codec", f'{a.codec} needs container = "{encoder.containers[0]}" (it cannot be carried in "{container}")')
-        for p in encoder.check_rung(a):
+        if container not in audio_encoder.containers:
+            errors.add(f"{path}.codec", f'{a.codec} needs container = "{audio_encoder.containers[0]}" (it cannot be carried in "{container}")')
+        for p in audio_encoder.check_rung(a):
             errors.add(f"{path}.{p.field}", p.message)
-        for p in encoder.warnings_for(a):
+        for p in audio_encoder.warnings_for(a):
             errors.warn(f"{path}.{p.field}", p.message)
     for codec, _ in encoder_options:
         if codec not in codecs.registry():

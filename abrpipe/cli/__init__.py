@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv or sys.argv[1:]) or os.environ.get("ABRPIPE_DEBUG") == "1"
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    code = ExitCode.OK
+    code: int = ExitCode.OK
     try:
         returned = cli.main(args=argv, prog_name="abrpipe", standalone_mode=False)
         if isinstance(returned, int):  # click returns ctx.exit(N) / Exit(N) codes when not standalone
@@ -118,7 +118,9 @@ def _print_error(exc: AbrpipeError) -> None:
         err.print(f"abrpipe: error: {line}", style="red", highlight=False, markup=False, soft_wrap=True)
     if exc.hint:
         err.print(f"abrpipe: hint: {exc.hint}", highlight=False, markup=False, soft_wrap=True)
-    if getattr(exc, "stderr_tail", ""):
-        err.print(exc.stderr_tail, style="dim", highlight=False, markup=False)
-    if getattr(exc, "log_path", None) and os.path.exists(exc.log_path):
-        err.print(f"abrpipe: ffmpeg log: {exc.log_path}", highlight=False, markup=False)
+    stderr_tail = getattr(exc, "stderr_tail", "")
+    if stderr_tail:
+        err.print(stderr_tail, style="dim", highlight=False, markup=False)
+    log_path = getattr(exc, "log_path", None)
+    if log_path and os.path.exists(log_path):
+        err.print(f"abrpipe: ffmpeg log: {log_path}", highlight=False, markup=False)

@@ -6,7 +6,7 @@ import os
 import time
 
 import click
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from abrpipe import batch
@@ -45,8 +45,8 @@ class BatchDisplay(batch.BatchObserver):
         self.console = console_err()
         self.finished = 0
         self._bar: Progress | None = None
-        self._overall = None
-        self._rows: dict[str, object] = {}
+        self._overall: TaskID | None = None
+        self._rows: dict[str, TaskID] = {}
         self._last_line = time.monotonic()
 
     def __enter__(self) -> BatchDisplay:

@@ -119,6 +119,7 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
     if not quiet:
+        assert result.plan is not None  # run_job returns only after planning
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:

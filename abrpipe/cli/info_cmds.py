@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.table import Table
 
@@ -65,7 +67,7 @@ def ladder(input_path, profile_ref, allow_references, per_title, metric, plot, s
     profile = registry.load(profile_ref)
     err = console_err()
     if input_path is None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"codec": r.codec, "size": f"{r.width}x{r.height}" if r.width else f"{r.height}p", "bitrate_kbps": r.bitrate_kbps,
              "maxrate_kbps": r.maxrate_kbps, "bufsize_kbps": r.bufsize_kbps, "crf": r.crf, "max_fps": r.max_fps,
              "profile": r.codec_profile}
@@ -100,12 +102,12 @@ def ladder(input_path, profile_ref, allow_references, per_title, metric, plot, s
     table = Table(title=f"{profile.name} applied to {source.path}", title_justify="left")
     for col in ("rendition", "size", "fps", "bitrate", "maxrate", "GOP"):
         table.add_column(col)
-    for r in plan.video:
-        table.add_row(r.id, f"{r.width}x{r.height}", f"{float(r.fps):g}", format_kbps(r.bitrate_kbps),
-                      format_kbps(r.maxrate_kbps), f"{r.gop_frames} frames")
+    for rung in plan.video:
+        table.add_row(rung.id, f"{rung.width}x{rung.height}", f"{float(rung.fps):g}", format_kbps(rung.bitrate_kbps),
+                      format_kbps(rung.maxrate_kbps), f"{rung.gop_frames} frames")
     err.print(table)
-    for a in plan.audio:
-        err.print(f"audio {a.id}: {a.codec} {format_kbps(a.bitrate_kbps)} {a.channels}ch from a:{a.source_position} ({a.language or 'und'})")
+    for au in plan.audio:
+        err.print(f"audio {au.id}: {au.codec} {format_kbps(au.bitrate_kbps)} {au.channels}ch from a:{au.source_position} ({au.language or 'und'})")
     for d in plan.dropped:
         err.print(f"dropped {d.label}: {d.reason}")
     for n in plan.notes:

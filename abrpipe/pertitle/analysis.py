@@ -626,10 +626,10 @@ def _predict_fixed(env: hull.Envelope, r: PlannedRung) -> FixedRung:
     except KeyError:  # a size no trial measured (cannot happen with candidates from the same plan)
         _, q, extrapolated = env.best_at(r.bitrate_kbps, max_resolution=(r.width, r.height))
         return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, extrapolated)
-    q = curve.quality_at(r.bitrate_kbps)
-    if q is None:
+    quality = curve.quality_at(r.bitrate_kbps)
+    if quality is None:
         return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, curve.extrapolate_below(r.bitrate_kbps), True)
-    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, False)
+    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, quality, False)
 
 
 def monotone(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:

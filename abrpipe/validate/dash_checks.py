@@ -298,7 +298,7 @@ class DashChecker:
                     offset, length = int(first), int(last) - int(first) + 1
                 refs.append(SegmentRef(seg_path, k + 1, offset, length))
             entries = entries[: len(refs)]
-        declared = [d / timescale for _, d in entries]
+        declared: list[float | None] = [d / timescale for _, d in entries]
         r = ctx.rendition(name, init_path, refs, declared, referrer=path)
         self._timeline_vs_boxes(r, entries, timescale, bool(timelines), rel, name)
         self._attributes(r, rep, aset, rel, name)

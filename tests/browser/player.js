@@ -23,7 +23,7 @@
 
   var LIBS = {
     hlsjs: 'node_modules/hls.js/dist/hls.min.js',
-    dashjs: 'node_modules/dashjs/dist/modern/umd/dash.all.min.js',
+    dashjs: 'node_modules/dashjs/dist/dash.all.min.js',  // dash.js 4.7 (dash.js 5 needs node >= 20 to install)
     shaka: 'node_modules/shaka-player/dist/shaka-player.compiled.js',
   };
   var MAX_LOG = 100;
