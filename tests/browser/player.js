@@ -197,13 +197,14 @@
           });
           player.on(E.STREAM_INITIALIZED, function () {
             if (v5 && player.getRepresentationsByType('video').length === 0) kind = 'audio';
+            if (!v5 && player.getBitrateInfoListFor('video').length === 0) kind = 'audio';  // dash.js 4
             if (v5) {
               levels = player.getRepresentationsByType(kind).map(function (r, i) {
                 return { index: i, id: String(r.id), height: r.height || 0, width: r.width || 0,
                          bandwidth: r.bandwidth || 0, codecs: r.codecs || null };
               });
             } else {
-              levels = player.getBitrateInfoListFor('video').map(function (b, i) {
+              levels = player.getBitrateInfoListFor(kind).map(function (b, i) {
                 return { index: i, id: String(b.qualityIndex), height: b.height || 0, width: b.width || 0,
                          bandwidth: b.bitrate || 0, codecs: null };
               });
@@ -226,7 +227,7 @@
         } else if (typeof player.setRepresentationForTypeByIndex === 'function') {
           player.setRepresentationForTypeByIndex(kind, i, true);
         } else {
-          player.setQualityFor('video', i, true);  // dash.js <= 4
+          player.setQualityFor(kind, i, true);  // dash.js <= 4
         }
       },
       activeLevel: function () {
