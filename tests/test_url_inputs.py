@@ -24,23 +24,6 @@ from abrpipe import runner
 from abrpipe.errors import ExitCode
 from abrpipe.pertitle import metrics
 
-SMALL_PROFILE = """\
-schema = 1
-description = "tests: one small rung"
-preset = "ultrafast"
-gop = 1
-segment = 1
-
-[[rungs]]
-size = "160x90"
-bitrate = "100k"
-
-[[audio]]
-codec = "aac"
-bitrate = "64k"
-channels = 2
-"""
-
 
 class _Server:
     """A threaded static file server with byte ranges; `requests` lists every path asked for."""
@@ -135,7 +118,7 @@ def site(tmp_path_factory) -> Path:
     ffmpeg("-i", str(root / "raw.mp4"), "-c", "copy", "-movflags", "+faststart", str(root / "clip.mp4"))
     ffmpeg("-i", str(root / "raw.mp4"), "-c", "copy", "-f", "segment", "-segment_time", "1",
            "-segment_format", "mpegts", str(root / "seg%d.ts"))  # fmt: skip
-    write_profile(root, "small", SMALL_PROFILE)
+    write_profile(root, "small")  # its 320x180 rung is dropped: above this 160x90 source
     return root
 
 

@@ -18,28 +18,12 @@ from pathlib import Path
 
 import pytest
 from media import ROOT, ffmpeg, requires_ffmpeg
+from test_validate import edit, video_dirs
 
 from abrpipe import mp4
 from abrpipe.validate import RULES, validate_output
 
 pytestmark = requires_ffmpeg
-
-
-def edit(path: Path, pattern: str, replace, count: int = 1) -> None:
-    text = path.read_text()
-    new, n = re.subn(pattern, replace, text, count=count)
-    assert n, f"{pattern!r} not found in {path}"
-    path.write_text(new)
-
-
-def video_dirs(out: Path) -> list[Path]:
-    """Video rendition directories, largest picture first."""
-    found = []
-    for init in out.glob("*/init.mp4"):
-        track = mp4.read_init(init)
-        if track.handler == "vide":
-            found.append((track.width * track.height, init.parent))
-    return [d for _, d in sorted(found, reverse=True)]
 
 
 def audio_dir(out: Path) -> Path:
