@@ -124,7 +124,7 @@ class TaskOutcome:
     error: ErrorInfo | None = None
     retriable: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)  # the job record (OUT/abrpipe.json)
+    record: dict[str, Any] = field(default_factory=dict)  # of the job record (OUT/abrpipe.json): renditions, validation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,13 +210,13 @@ def run_task(task: Task, on_event: Callable[[Event], None] | None = None) -> Tas
             if done:
                 publish.discard(publish.partial_dir(task.job.output))  # a stale work area from a stopped run
                 with open(os.path.join(task.job.output, RECORD_NAME), encoding="utf-8") as fh:
-                    return outcome("skipped", reason=reason, record=json.load(fh))
+                    return outcome("skipped", reason=reason, record=_for_report(json.load(fh)))
             reason = f"redone: {reason}" if reason != "no previous output" else ""
         else:
             reason = "redone: --force"
         result = run_job(task.job, on_event)
         return outcome("succeeded", reason=reason,
-                       timings_s=dict(result.timings_s), record=dict(result.record))
+                       timings_s=dict(result.timings_s), record=_for_report(result.record))
     except (Interrupted, KeyboardInterrupt) as exc:
         return outcome("interrupted", error=ErrorInfo.from_exception(exc if isinstance(exc, Interrupted) else Interrupted("interrupted")))
     except AbrpipeError as exc:
@@ -567,6 +567,12 @@ def run_batch(
 
 # ---------------------------------------------------------------------------------------------
 # Reports.
+
+
+def _for_report(record: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a job record the report and the summary use: a batch of thousands of jobs holds
+    one per job until the end, so nothing more (digests, versions, the profile) is kept."""
+    return {k: record[k] for k in ("renditions", "validation") if k in record}
 
 
 def job_entry(js: JobState) -> dict[str, Any]:
