@@ -11,7 +11,7 @@ SHARED_SCHEMA := $(abspath ../shared/conformance/dash-schema)
 export ABRPIPE_DASH_SCHEMA ?= $(if $(wildcard $(SHARED_SCHEMA)/DASH-MPD.xsd),$(SHARED_SCHEMA),)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-browser bench lint ffmpeg browser-deps venv clean help
+.PHONY: demo test test-fast test-browser bench lint ffmpeg test-tools browser-deps venv clean help
 
 help:
 	@echo "make demo       install what is needed, generate samples/demo.mp4 and encode it"
@@ -23,8 +23,10 @@ demo: ffmpeg venv $(DEMO_SRC)
 	$(ABRPIPE) encode $(DEMO_SRC) -o $(DEMO_OUT)
 	@echo "demo output: $(abspath $(DEMO_OUT))/master.m3u8 and $(abspath $(DEMO_OUT))/manifest.mpd"
 
-test: ffmpeg browser-deps venv
-	ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_S3=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+# Lint first (ruff + mypy); then every test, and a test whose capability (browser, S3 server, chattr +i,
+# mounting a tmpfs) is missing fails instead of skipping.
+test: ffmpeg test-tools browser-deps venv lint
+	ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_S3=1 ABRPIPE_REQUIRE_CAPABILITIES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: ffmpeg venv
 	$(VENV)/bin/pytest -m "not browser and not slow" $(PYTEST_ARGS)
@@ -37,10 +39,15 @@ bench: ffmpeg venv
 
 lint: venv
 	$(VENV)/bin/ruff check abrpipe tests bench
+	$(VENV)/bin/mypy abrpipe
 
 # ffmpeg/ffprobe from the distribution when missing (needs root; elsewhere, say what to install).
 ffmpeg:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || ./scripts/install-system-deps.sh ffmpeg
+
+# chattr (e2fsprogs) and mount(8), for the tests that make an output immutable or fill a small tmpfs.
+test-tools:
+	@command -v chattr >/dev/null && command -v mount >/dev/null || ./scripts/install-system-deps.sh e2fsprogs mount
 
 # Chromium and the npm players for the browser tests.
 browser-deps:

@@ -77,11 +77,11 @@ class BatchFailed(AbrpipeError):
 
 
 class BatchInterrupted(AbrpipeError):
-    exit_code = ExitCode.INTERRUPTED
+    exit_code: int = ExitCode.INTERRUPTED
 
     def __init__(self, message: str, *, code: int = int(ExitCode.INTERRUPTED), hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.exit_code = code  # type: ignore[assignment]  # 130 for Ctrl-C, 143 for SIGTERM (not an ExitCode member)
+        self.exit_code = code  # 130 for Ctrl-C, 143 for SIGTERM (not an ExitCode member)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class TaskOutcome:
     error: ErrorInfo | None = None
     retriable: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)  # the job record (OUT/abrpipe.json)
+    record: dict[str, Any] = field(default_factory=dict)  # of the job record (OUT/abrpipe.json): renditions, validation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,13 +218,13 @@ def run_task(task: Task, on_event: Callable[[Event], None] | None = None) -> Tas
             if done:
                 publish.discard(publish.partial_dir(task.job.output))  # a stale work area from a stopped run
                 with open(os.path.join(task.job.output, RECORD_NAME), encoding="utf-8") as fh:
-                    return outcome("skipped", reason=reason, record=json.load(fh))
+                    return outcome("skipped", reason=reason, record=_for_report(json.load(fh)))
             reason = f"redone: {reason}" if reason != "no previous output" else ""
         else:
             reason = "redone: --force"
         result = run_job(task.job, on_event)
         return outcome("succeeded", reason=reason,
-                       timings_s=dict(result.timings_s), record=dict(result.record))
+                       timings_s=dict(result.timings_s), record=_for_report(result.record))
     except (Interrupted, KeyboardInterrupt) as exc:
         return outcome("interrupted", error=ErrorInfo.from_exception(exc if isinstance(exc, Interrupted) else Interrupted("interrupted")))
     except AbrpipeError as exc:
@@ -577,6 +577,12 @@ def run_batch(
 # Reports.
 
 
+def _for_report(record: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a job record the report and the summary use: a batch of thousands of jobs holds
+    one per job until the end, so nothing more (digests, versions, the profile) is kept."""
+    return {k: record[k] for k in ("renditions", "validation") if k in record}
+
+
 def job_entry(js: JobState) -> dict[str, Any]:
     last = js.last
     record = last.record if last else {}
@@ -636,9 +642,8 @@ def junit_xml(result: BatchResult) -> bytes:
     counts = {"tests": str(len(entries)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped), "time": total_s}
     suites = ET.Element("testsuites", {"name": "abrpipe batch", **counts})
     suite = ET.SubElement(
-        suites, "testsuite",
-        {"name": "abrpipe batch", "hostname": socket.gethostname(),
-         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(result.started_unix)), **counts},
+        suites, "testsuite", {"name": "abrpipe batch", "hostname": socket.gethostname(),
+                              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(result.started_unix)), **counts},
     )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="abrpipe_version", value=__version__)

@@ -20,7 +20,7 @@ import ffmpeg
 
 from abrpipe import codecs, runner, thumbnails, tools
 from abrpipe.plan import LadderPlan, PlannedAudio, PlannedRung
-from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia
+from abrpipe.probe import SourceMedia
 from abrpipe.runner import Progress
 
 INIT_NAME = "init.mp4"
@@ -44,7 +44,7 @@ def _video_graph(source: SourceMedia, plan: LadderPlan, *, thumbnails: bool = Fa
     branch, last)."""
     assert source.video is not None and plan.base_fps is not None
     device_options = {k: v for r in plan.video for k, v in _video_encoder(r).input_options().items()}
-    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS, **device_options)
+    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=source.protocol_whitelist, **device_options)
     v = apply_filters(inp[str(source.video.index)], source_filters(plan))
     count = len(plan.video) + (1 if thumbnails else 0)
     branches = [v] if count == 1 else [v.filter_multi_output("split", count).stream(i) for i in range(count)]
@@ -125,6 +125,7 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         # One moof per GOP inside each segment: every keyframe gets its own byte range for the
         # I-frame playlists. Half a frame of slack keeps each cut on its keyframe.
         opts["frag_type"] = "duration"
+        assert plan.base_fps is not None  # a plan with video has a frame rate
         opts["frag_duration"] = f"{plan.gop_s - 0.5 / float(plan.base_fps):.6f}"
     else:
         opts["frag_type"] = "none"
@@ -187,7 +188,7 @@ def _audio_streams(inp, plan: LadderPlan) -> list:
 
 def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list[EncodeCommand]:
     """The exact ffmpeg command(s) of a job; run in `work_dir` with relative output names."""
-    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS)
+    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=source.protocol_whitelist)
     streams, options = [], {}
     two_pass_rungs = tuple(r for r in plan.video if r.rate_control == "2pass")
     two_pass = bool(two_pass_rungs)

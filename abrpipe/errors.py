@@ -25,7 +25,7 @@ class ExitCode(IntEnum):
 class AbrpipeError(Exception):
     """Base of every expected failure: `message` says what and where, `hint` what to do."""
 
-    exit_code = ExitCode.ERROR
+    exit_code: int = ExitCode.ERROR  # an ExitCode; subclasses may set another code (143) per instance
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -756,7 +756,7 @@ def _read_moof(
                     )
                 data_pos = None  # a later traf cannot locate its data implicitly
                 continue
-            run_start, run_end = data_pos, data_pos + sum(s for s in sizes if s is not None)
+            run_start, run_end = data_pos, data_pos + sum(s or 0 for s in sizes)  # no None left here
             data_pos = run_end  # the next run without data-offset starts here
             if not ours or not count:
                 continue

@@ -81,8 +81,20 @@ class Rendition:
 
     @property
     def peak_bps(self) -> int:
-        """Apple's peak: the highest bit rate of any one segment."""
-        return max((round(s.size_bytes * 8 * self.timescale / s.duration) for s in self.segments if s.duration), default=0)
+        """The peak segment bit rate as RFC 8216 and Apple define it: the highest bit rate of any run
+        of consecutive segments lasting 0.5 to 1.5 target durations (a short last segment alone does
+        not count: its few frames, mostly a key frame, say little about what a player must sustain)."""
+        target = max(1, math.floor(self.max_segment_s + 0.5)) * self.timescale  # this rendition's EXT-X-TARGETDURATION
+        best = 0
+        for i in range(len(self.segments)):
+            size = duration = 0
+            for seg in self.segments[i:]:
+                size, duration = size + seg.size_bytes, duration + seg.duration
+                if duration > 1.5 * target:
+                    break
+                if duration >= 0.5 * target:
+                    best = max(best, round(size * 8 * self.timescale / duration))
+        return best or self.average_bps  # no such run (a title shorter than half a target): the average
 
     @property
     def max_segment_s(self) -> float:

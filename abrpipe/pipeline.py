@@ -268,7 +268,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
     return {
         "abrpipe_version": __version__,
         "input": job.input if storage.is_url(job.input) else result.source.path,
-        "input_digest": file_digest(result.source.path),
+        "input_digest": None if result.source.is_url else file_digest(result.source.path),  # an http(s) URL: nothing to hash
         "profile": job.effective_profile().name,
         "profile_fingerprint": profile_fingerprint(job.profile, job.preset, job.audio_tracks, text_fingerprint(job)),
         "validated": job.validate,

@@ -239,8 +239,8 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
         if scale > CLAMP_TOLERANCE:
             dropped.append(DroppedRung(spec.label, f"above the source size ({src_w}x{src_h}): abrpipe never upscales"))
             continue
-        fitted_w, fitted_h = (source_w, source_h) if scale > 1 else (w, h)
-        rung = planned(spec, fitted_w, fitted_h, divisor)
+        fit_w, fit_h = (source_w, source_h) if scale > 1 else (w, h)
+        rung = planned(spec, fit_w, fit_h, divisor)
         if any(r.id == rung.id for r in rungs):
             dropped.append(DroppedRung(spec.label, f"same size and bitrate as {rung.id} once fitted to the source"))
             continue

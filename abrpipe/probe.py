@@ -28,8 +28,11 @@ IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_
 _REFERENCING_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"v=0", b"#EXT-X", b"[Playlist]", b"<smil")
 # Demuxers that turn plain text into "video" (ANSI art): a text file is never a media source.
 TEXT_FORMATS = frozenset({"tty"})
-# Only local files: a crafted input cannot make ffmpeg open a network address.
-SAFE_PROTOCOLS = "file,pipe"
+# Only local files: a crafted input cannot make ffmpeg open a network address. (The runner gives
+# every ffmpeg/ffprobe input the whitelist for its kind: runner.input_protocols.)
+SAFE_PROTOCOLS = runner.LOCAL_PROTOCOLS
+# The only URLs --allow-references opens.
+URL_SCHEMES = ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,25 @@ class SourceMedia:
     subtitles: tuple[SubtitleTrack, ...] = ()
 
     @property
+    def is_url(self) -> bool:
+        return is_url(self.path)
+
+    @property
     def ffmpeg_url(self) -> str:
-        """The path as an ffmpeg input: 'file:' keeps names like 'http:x' or '-y' from being misread."""
-        return "file:" + self.path
+        """The input as ffmpeg opens it: an http(s) URL as is; a path behind 'file:', which keeps names
+        like 'http:x' or '-y' from being misread."""
+        return self.path if self.is_url else "file:" + self.path
+
+    @property
+    def protocol_whitelist(self) -> str:
+        """What ffmpeg may open for this input (the runner enforces the same)."""
+        return runner.input_protocols(self.ffmpeg_url)
+
+
+def is_url(path: str) -> bool:
+    """An http(s) URL (the only kind abrpipe opens, with --allow-references)."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.lower() in URL_SCHEMES
 
 
 def check_input_path(path: str, *, allow_references: bool = False) -> str:
@@ -119,6 +138,11 @@ def check_input_path(path: str, *, allow_references: bool = False) -> str:
             raise InputError(
                 f"{path}: is a URL, not a local file",
                 hint="download it first, or pass --allow-references to let ffmpeg open it",
+            )
+        if not is_url(path):
+            raise InputError(
+                f"{path}: only http:// and https:// URLs can be opened",
+                hint="download it first and pass the local file",
             )
         return path
     abspath = os.path.abspath(path)
@@ -166,10 +190,8 @@ def _is_text(data: bytes) -> bool:
 
 def probe(path: str, *, allow_references: bool = False) -> SourceMedia:
     abspath = check_input_path(path, allow_references=allow_references)
-    url = abspath if "://" in abspath else "file:" + abspath
-    argv = [tools.ffprobe_path(), "-v", "error", "-hide_banner"]
-    if not allow_references:
-        argv += ["-protocol_whitelist", SAFE_PROTOCOLS]
+    url = abspath if is_url(abspath) else "file:" + abspath
+    argv = [tools.ffprobe_path(), "-v", "error", "-hide_banner", "-protocol_whitelist", runner.input_protocols(url)]
     argv += ["-show_format", "-show_streams", "-of", "json", url]
     try:
         data = json.loads(runner.capture(argv))
@@ -221,7 +243,7 @@ def _to_source(path: str, abspath: str, data: dict, allow_references: bool) -> S
         path=abspath,
         format_name=format_name,
         duration_s=duration,
-        size_bytes=int(fmt.get("size") or os.path.getsize(abspath)),
+        size_bytes=int(fmt.get("size") or (0 if is_url(abspath) else os.path.getsize(abspath))),
         bit_rate=int(fmt["bit_rate"]) if str(fmt.get("bit_rate", "")).isdigit() else None,
         video=video,
         audio=audio,

@@ -466,8 +466,6 @@ def _thumbnails(v: Any) -> ThumbnailSpec | None:
     return None if v is None else parse_spec(v)
 
 
-def _bool(v: Any) -> bool:
-    return v if isinstance(v, bool) else _fail()
 def _key_classes(v: Any) -> tuple[tuple[str, int], ...]:
     if not isinstance(v, dict) or not v or set(v) - {"SD", "HD"}:
         return _fail()

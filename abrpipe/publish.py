@@ -2,7 +2,20 @@
 
 Work happens in `OUT.partial/` beside OUT (same filesystem). Publishing is a rename, so a reader
 of OUT sees either the previous complete output or the new one, never a manifest that points at a
-missing segment. Replacing an existing OUT uses Linux's atomic exchange (renameat2) when available.
+missing segment.
+
+Replacing an existing OUT, the guarantee depends on the filesystem:
+
+- Linux with renameat2(RENAME_EXCHANGE) (ext4, xfs, btrfs, tmpfs, f2fs, ... since kernel 3.15):
+  one atomic exchange. A reader sees the old OUT or the new one, at every instant.
+- Elsewhere (other systems; Linux filesystems that answer EINVAL, such as NFS, most FUSE and
+  overlayfs on older kernels; kernels without the call, ENOSYS): two renames, OUT -> OUT.old-PID
+  then OUT.partial -> OUT. A reader sees the old OUT, then for an instant no OUT, then the new one:
+  never a mix of both. If the second rename fails, the first is undone, so the previous output
+  stays published.
+
+Any other failure of the exchange (EPERM: an immutable or sticky-protected directory, EACCES,
+EXDEV...) is an error, never a reason to fall back.
 """
 
 from __future__ import annotations
@@ -55,20 +68,46 @@ def prepare(out_dir: str) -> str:
     return work
 
 
+# Errors that mean "this system or filesystem cannot exchange", not "this exchange is refused".
+_EXCHANGE_UNSUPPORTED = (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
+
+
 def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two paths. False when the system or filesystem cannot; OSError otherwise."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError):  # a C library without renameat2 (glibc < 2.28)
         return False
     rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     if rc == 0:
         return True
-    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+    err = ctypes.get_errno()
+    if err in _EXCHANGE_UNSUPPORTED:
         return False
-    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), b)
+    raise OSError(err, os.strerror(err), b)
+
+
+def _replace_by_renames(work_dir: str, out: str) -> None:
+    """OUT -> OUT.old-PID, then the work area -> OUT; the first rename is undone if the second fails."""
+    old = out + f".old-{os.getpid()}"
+    if os.path.lexists(old):
+        shutil.rmtree(old)
+    os.rename(out, old)
+    try:
+        os.rename(work_dir, out)
+    except OSError as exc:
+        try:
+            os.rename(old, out)
+        except OSError as undo:
+            raise OSError(
+                exc.errno, f"{exc.strerror or exc}; the previous output could not be restored and is in {old} "
+                f"({undo.strerror or undo})"
+            ) from exc
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def publish(work_dir: str, out_dir: str) -> None:
@@ -81,10 +120,7 @@ def publish(work_dir: str, out_dir: str) -> None:
         if _exchange(work_dir, out):
             shutil.rmtree(work_dir, ignore_errors=True)  # now holds the previous output
             return
-        old = out + f".old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(work_dir, out)
-        shutil.rmtree(old, ignore_errors=True)
+        _replace_by_renames(work_dir, out)
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot publish the output ({exc.strerror or exc})") from None
 

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,8 +86,73 @@ def stop_all() -> None:
         _stop(proc, grace_s=2.0)
 
 
+# What an input may make ffmpeg/ffprobe open, by the kind of input. A local file (and whatever a
+# playlist in it names, with --allow-references) may only reach local files; an http(s) URL only
+# http(s) (tcp/tls carry it): a remote playlist cannot name a local file, nor a local one a URL.
+LOCAL_PROTOCOLS = "file,pipe"
+HTTP_PROTOCOLS = "http,https,tcp,tls"
+_HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def input_protocols(url: str) -> str:
+    """The -protocol_whitelist for one ffmpeg/ffprobe input."""
+    return HTTP_PROTOCOLS if _HTTP_URL.match(url) else LOCAL_PROTOCOLS
+
+
+def _tool(argv: list[str]) -> str | None:
+    """'ffmpeg', 'ffprobe' or None for other programs."""
+    name = os.path.basename(argv[0]).lower() if argv else ""
+    if name.startswith("ffprobe") or argv[0] == os.environ.get("ABRPIPE_FFPROBE"):
+        return "ffprobe"
+    if name.startswith("ffmpeg") or argv[0] == os.environ.get("ABRPIPE_FFMPEG"):
+        return "ffmpeg"
+    return None
+
+
+def restrict_inputs(argv: list[str]) -> list[str]:
+    """`argv` with the input restrictions every ffmpeg/ffprobe abrpipe starts must carry.
+
+    Each input gets `-protocol_whitelist` for its kind (`input_protocols`): added where missing, and
+    replacing whatever value a caller put there, so no command (encode, probe, per-title trials,
+    scoring) can open more than its input allows. Other programs' argv is returned unchanged.
+    """
+    tool = _tool(argv)
+    out = list(argv)
+    if tool == "ffmpeg":
+        block = 1  # where the options of the next input start
+        i = 1
+        while i < len(out) - 1:
+            if out[i] == "-i":
+                wanted = input_protocols(out[i + 1])
+                given = [k for k in range(block, i) if out[k] == "-protocol_whitelist"]
+                for k in given:
+                    out[k + 1] = wanted
+                if not given:
+                    out[i:i] = ["-protocol_whitelist", wanted]
+                    i += 2
+                i += 2
+                block = i
+                continue
+            i += 1
+    elif tool == "ffprobe":
+        if "-i" in out[1:-1]:
+            url = out[out.index("-i", 1) + 1]
+        elif len(out) > 2 and not out[-1].startswith("-") and not out[-2].startswith("-"):
+            url = out[-1]
+        else:
+            return out  # no input (-version, -buildconf)
+        wanted = input_protocols(url)
+        given = [k for k in range(1, len(out) - 1) if out[k] == "-protocol_whitelist"]
+        for k in given:
+            out[k + 1] = wanted
+        if not given:
+            out[1:1] = ["-protocol_whitelist", wanted]
+    return out
+
+
 @contextlib.contextmanager
 def _spawn(argv: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    argv = restrict_inputs(argv)
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,

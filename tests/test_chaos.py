@@ -1,7 +1,8 @@
 """Chaos: break a running batch in every way we can, then run it again.
 
-While a batch runs, a seeded monkey kills random ffmpeg processes, makes the output directory
-unwritable for a moment and finally sends SIGTERM to abrpipe itself. A watcher reads every
+While a batch runs, a seeded monkey kills random ffmpeg processes, makes a running job's output
+(its work area) unwritable for a moment and finally sends SIGTERM to abrpipe itself; it counts the
+faults it injected and fails unless every kind happened at least once. A watcher reads every
 published manifest the whole time. Then the same command runs again. Asserted: the second run
 completes every job, every published output validates, no published output ever had a manifest
 naming a missing file, and no ffmpeg process is left behind. SIGKILL of abrpipe (ffmpeg must die
@@ -10,6 +11,7 @@ with it) and Ctrl-C of the whole process group are tested on their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -30,6 +32,7 @@ from batch_media import (
     validate,
     write_profile,
 )
+from media import missing_capability
 
 from abrpipe.errors import ExitCode
 
@@ -99,28 +102,39 @@ def _wait_for_ffmpeg(marker: str, proc: subprocess.Popen, timeout_s: float = 60)
 
 
 class Freezer:
-    """Makes a directory unwritable for a moment: chmod for a normal user, the immutable flag for
-    root (whom permissions do not stop)."""
+    """Makes one job's OUT (its work area `OUT.partial/`, where ffmpeg is writing, and every folder in
+    it) unwritable for a moment: chmod for a normal user, the immutable flag for root (whom
+    permissions do not stop). A freeze that cannot be made is a failure (or a loud skip off CI)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
         self.root = os.geteuid() == 0
-        self.available = not self.root or (shutil.which("chattr") is not None and self._chattr("+i") and self._chattr("-i"))
+        self.frozen: list[Path] = []
+        if self.root and shutil.which("chattr") is None:
+            missing_capability("chattr (e2fsprogs) is needed to freeze a job's output as root")
 
-    def _chattr(self, flag: str) -> bool:
-        return subprocess.run(["chattr", flag, str(self.path)], capture_output=True).returncode == 0
+    def _chattr(self, flag: str, path: Path) -> bool:
+        return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
 
-    def freeze(self) -> None:
-        if self.root:
-            self._chattr("+i")
-        else:
-            self.path.chmod(0o555)
+    def freeze(self, work_area: Path) -> bool:
+        """True when the work area itself was frozen (its subfolders too, where they still exist)."""
+        dirs = [work_area] + sorted(p for p in work_area.rglob("*") if p.is_dir())
+        for d in dirs:
+            try:
+                ok = self._chattr("+i", d) if self.root else (d.chmod(0o555) is None)
+            except OSError:
+                ok = False
+            if ok:
+                self.frozen.append(d)
+        return work_area in self.frozen
 
     def thaw(self) -> None:
-        if self.root:
-            self._chattr("-i")
-        else:
-            self.path.chmod(0o755)
+        for d in reversed(self.frozen):
+            if self.root:
+                self._chattr("-i", d)
+            else:
+                with contextlib.suppress(OSError):
+                    d.chmod(0o755)
+        self.frozen = []
 
 
 def _outputs(out: Path) -> list[Path]:
@@ -133,14 +147,18 @@ def _assert_all_published_valid(out: Path) -> None:
         assert not report.errors, (published.name, [f"{f.rule}: {f.message}" for f in report.errors])
 
 
+FAULTS = ("kill-ffmpeg", "freeze-job-output", "sigterm")
+
+
 @pytest.mark.slow
 def test_chaos_monkey_then_rerun_completes_everything(batch_dir):
     require_ffmpeg()
     rng = random.Random(SEED)
     marker = str(batch_dir)
     out = batch_dir / "out"
-    freezer = Freezer(out)
+    freezer = Freezer()
     actions: list[str] = []
+    injected = dict.fromkeys(FAULTS, 0)  # faults that really happened, by kind
     args = ("-j", "2", "--retries", "2", "--retry-delay", "0.2", "--report", "report1.json")
 
     with ManifestWatcher(out) as watcher:
@@ -148,27 +166,38 @@ def test_chaos_monkey_then_rerun_completes_everything(batch_dir):
         try:
             _wait_for_ffmpeg(marker, proc)
             sigterm_at = time.monotonic() + rng.uniform(5.0, 8.0)
-            while proc.poll() is None and time.monotonic() < sigterm_at:
+            while proc.poll() is None:
+                pending = [k for k in FAULTS[:2] if not injected[k]]
+                if time.monotonic() >= sigterm_at and not pending:
+                    break
                 time.sleep(rng.uniform(0.3, 0.9))
-                action = rng.choice(["kill-ffmpeg", "kill-ffmpeg", "freeze-output", "wait", "wait"])
+                # Random, but a kind not injected yet is tried every other time.
+                action = rng.choice(pending) if pending and rng.random() < 0.5 else \
+                    rng.choice(["kill-ffmpeg", "kill-ffmpeg", "freeze-job-output", "wait", "wait"])
                 if action == "kill-ffmpeg":
-                    pids = ffmpeg_pids(marker)
+                    pids = ffmpeg_pids(marker, names=(b"ffmpeg",))
                     if pids:
                         victim = rng.choice(pids)
                         try:
                             os.kill(victim, signal.SIGKILL)
-                            actions.append(f"killed ffmpeg {victim}")
                         except ProcessLookupError:
-                            pass
-                elif freezer.available:
-                    freezer.freeze()
-                    try:
-                        time.sleep(rng.uniform(0.2, 0.6))
-                    finally:
-                        freezer.thaw()
-                    actions.append("froze the output directory")
+                            continue
+                        injected["kill-ffmpeg"] += 1
+                        actions.append(f"killed ffmpeg {victim}")
+                elif action == "freeze-job-output":
+                    work_areas = [p for p in out.glob("*.partial") if p.is_dir()]
+                    if work_areas:
+                        victim_dir = rng.choice(sorted(work_areas))
+                        try:
+                            if freezer.freeze(victim_dir):
+                                injected["freeze-job-output"] += 1
+                                actions.append(f"froze {victim_dir.name}")
+                            time.sleep(rng.uniform(0.2, 0.6))
+                        finally:
+                            freezer.thaw()
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+                injected["sigterm"] += 1
                 actions.append("SIGTERM abrpipe")
             _, stderr1 = proc.communicate(timeout=60)
         finally:
@@ -176,9 +205,10 @@ def test_chaos_monkey_then_rerun_completes_everything(batch_dir):
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-        print(f"chaos seed {SEED}: {actions}; first run exit code {proc.returncode}")
-        assert any(a.startswith("killed ffmpeg") for a in actions), "the monkey never caught an ffmpeg at work"
-        assert proc.returncode in (ExitCode.OK, ExitCode.BATCH_FAILED, 128 + signal.SIGTERM), stderr1
+        print(f"chaos seed {SEED}: {actions}; injected {injected}; first run exit code {proc.returncode}")
+        not_injected = [k for k in FAULTS if not injected[k]]
+        assert not not_injected, f"chaos seed {SEED}: never injected {not_injected} (injected {injected}): no chaos, no test"
+        assert proc.returncode == 128 + signal.SIGTERM, stderr1
         assert "Traceback" not in stderr1
         assert_no_ffmpeg_left(marker)
         first = json.loads((batch_dir / "report1.json").read_text())

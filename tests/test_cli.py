@@ -28,8 +28,23 @@ def run_cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("encode", "ladder", "probe", "profiles"):
+    for command in ("encode", "ladder", "probe", "profiles", "validate", "batch", "compare"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("module", ["validate_cmd", "batch_cmd", "pertitle_cmd"])
+def test_broken_core_command_import_is_an_error(module):
+    """A command module that cannot be imported is a broken installation: abrpipe must fail, not run
+    on without that command."""
+    code = (
+        "import sys\n"
+        f"sys.modules['abrpipe.cli.{module}'] = None  # makes the import raise ModuleNotFoundError\n"
+        "from abrpipe.cli import main\n"
+        "main(['--help'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, result.stdout
+    assert f"abrpipe.cli.{module}" in result.stderr
 
 
 def test_probe_json(clip_360p):

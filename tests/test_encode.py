@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -93,22 +94,80 @@ def test_variant_attributes_match_the_real_streams(encoded_tiny: Path, tmp_path:
     assert audio.type == "AUDIO" and audio.channels == "2" and audio.default == "YES" and audio.language
 
 
-def test_declared_bandwidth_matches_measured_bitrates(encoded_tiny: Path):
-    pl = master(encoded_tiny)
-    audio_dir = encoded_tiny / pl.media[0].uri.split("/")[0]
+def _segment_durations_by_ffprobe(rdir: Path, names: list[str], tmp: Path) -> list[float]:
+    """Each segment's duration from its own packets (init + segment, read by ffprobe): the span from
+    the first packet's start to the last packet's end. Nothing of abrpipe's is read."""
+    out: list[float] = []
+    frame = 0.0
+    for name in names:
+        joined = tmp / f"{rdir.name}-{name}.mp4"
+        joined.write_bytes((rdir / "init.mp4").read_bytes() + (rdir / name).read_bytes())
+        packets = ffprobe_json("-show_entries", "packet=pts_time,duration_time", str(joined))["packets"]
+        known = sorted(float(p["duration_time"]) for p in packets if "duration_time" in p)
+        frame = known[len(known) // 2] if known else frame  # a packet without a duration lasts a typical frame
+        start = min(float(p["pts_time"]) for p in packets)
+        end = max(float(p["pts_time"]) + float(p.get("duration_time", frame)) for p in packets)
+        out.append(end - start)
+        joined.unlink()
+    return out
+
+
+def _peak_bps(sizes: list[int], durations: list[float], target_s: float) -> float:
+    """RFC 8216 / Apple: the largest bit rate of any contiguous set of segments whose total duration
+    is between 0.5 and 1.5 times the target duration (sum of sizes over sum of durations)."""
+    best = 0.0
+    for i in range(len(sizes)):
+        for j in range(i, len(sizes)):
+            d = sum(durations[i : j + 1])
+            if 0.5 * target_s <= d <= 1.5 * target_s:
+                best = max(best, 8 * sum(sizes[i : j + 1]) / d)
+    assert best > 0, "no run of segments within 0.5-1.5 x the target duration"
+    return best
+
+
+def check_declared_bandwidth(out: Path, tmp: Path) -> None:
+    """BANDWIDTH, AVERAGE-BANDWIDTH and DASH @bandwidth against rates measured independently:
+    segment file sizes, durations read with ffprobe, the peak per Apple's definition."""
+    pl = master(out)
+    measured: dict[str, tuple[float, float]] = {}  # rendition dir -> (peak, average) bit/s
 
     def rates(rdir: Path) -> tuple[float, float]:
-        media = m3u8.load(str(rdir / "playlist.m3u8"))
-        sizes = [(rdir / s.uri).stat().st_size for s in media.segments]
-        durations = [s.duration for s in media.segments]
-        peak = max(8 * size / d for size, d in zip(sizes, durations))
-        return peak, 8 * sum(sizes) / sum(durations)
+        if rdir.name not in measured:
+            media = m3u8.load(str(rdir / "playlist.m3u8"))
+            names = [s.uri for s in media.segments]  # which files, in which order; not their durations
+            sizes = [(rdir / n).stat().st_size for n in names]
+            durations = _segment_durations_by_ffprobe(rdir, names, tmp)
+            measured[rdir.name] = (_peak_bps(sizes, durations, media.target_duration), 8 * sum(sizes) / sum(durations))
+        return measured[rdir.name]
 
-    audio_peak, audio_avg = rates(audio_dir)
+    audio_peak, audio_avg = rates(out / pl.media[0].uri.split("/")[0])
     for variant in pl.playlists:
-        peak, avg = rates(encoded_tiny / variant.uri.split("/")[0])
-        assert variant.stream_info.bandwidth == pytest.approx(peak + audio_peak, rel=0.10)
-        assert variant.stream_info.average_bandwidth == pytest.approx(avg + audio_avg, rel=0.10)
+        peak, avg = rates(out / variant.uri.split("/")[0])
+        assert variant.stream_info.bandwidth == pytest.approx(peak + audio_peak, rel=0.10), variant.uri
+        assert variant.stream_info.average_bandwidth == pytest.approx(avg + audio_avg, rel=0.10), variant.uri
+    mpd = MPEGDASHParser.parse(str(out / "manifest.mpd"))
+    for aset in mpd.periods[0].adaptation_sets:
+        for rep in aset.representations:
+            assert rep.bandwidth == pytest.approx(rates(out / rep.id)[0], rel=0.10), rep.id
+
+
+def test_declared_bandwidth_matches_independently_measured_bitrates(encoded_tiny: Path, tmp_path: Path):
+    check_declared_bandwidth(encoded_tiny, tmp_path)
+
+
+def test_the_bandwidth_check_catches_self_consistent_but_wrong_durations(encoded_tiny: Path, tmp_path: Path):
+    """Halve every EXTINF and double every declared rate: consistent with itself (a check that
+    recomputes the rates from the EXTINF values passes), wrong about the media. It must fail."""
+    out = tmp_path / "out"
+    shutil.copytree(encoded_tiny, out)
+    for playlist in out.glob("*/playlist.m3u8"):
+        text = playlist.read_text()
+        playlist.write_text(re.sub(r"#EXTINF:([\d.]+)", lambda m: f"#EXTINF:{float(m[1]) / 2:.5f}", text))
+    master_path = out / "master.m3u8"
+    master_path.write_text(re.sub(r"((?:AVERAGE-)?BANDWIDTH=)(\d+)", lambda m: f"{m[1]}{int(m[2]) * 2}", master_path.read_text()))
+    (tmp_path / "m").mkdir()
+    with pytest.raises(AssertionError):
+        check_declared_bandwidth(out, tmp_path / "m")
 
 
 def test_mpd_matches_hls_and_shares_the_same_files(encoded_tiny: Path):

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from batch_media import (
     validate,
     write_profile,
 )
-from media import small_tmpfs
+from media import missing_capability, small_tmpfs
 
 from abrpipe import batch
 from abrpipe.errors import ExitCode
@@ -357,7 +358,7 @@ def test_unwritable_output_fails_cleanly(bad, tmp_path):
     if os.geteuid() != 0:
         locked.chmod(0o555)
     elif not _chattr(locked, "+i"):  # root ignores permissions; the immutable flag stops even root
-        pytest.skip("cannot make a directory unwritable here (no chattr +i)")
+        missing_capability("cannot make a directory unwritable here (chattr +i failed or is not installed)")
     try:
         proc = run_cli("encode", str(bad / "good.mp4"), "-o", str(locked / "out"), "-p", str(bad / "tiny.toml"))
         _check_clean_failure(proc, str(locked / "out"), ExitCode.OUTPUT, "cannot write", locked / "out", str(tmp_path))
@@ -415,3 +416,23 @@ def test_bad_inputs_in_a_batch_fail_one_by_one(bad, tmp_path):
     lines = error_lines(proc.stderr)
     assert len(lines) == 3 and "jobs[0].input: no such file" in lines[0] and "jobs[1].input: is a directory" in lines[1]
     assert "jobs[2].input: is a URL" in lines[2]
+
+
+def test_capability_tests_fail_under_make_test_when_the_capability_is_missing(tmp_path):
+    """Under `make test` (ABRPIPE_REQUIRE_CAPABILITIES=1) the chattr and tmpfs tests fail, not skip,
+    when chattr/mount are missing: here they are hidden from PATH."""
+    require_ffmpeg()
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    for tool in ("ffmpeg", "ffprobe"):
+        (shim / tool).symlink_to(shutil.which(tool))
+    here = Path(__file__).resolve().parent
+    tests = [f"{here / 'test_inputs.py'}::test_unwritable_output_fails_cleanly",
+             f"{here / 'test_inputs.py'}::test_disk_full_during_the_encode_fails_cleanly"]  # fmt: skip
+    env = {**os.environ, "PATH": str(shim), "ABRPIPE_REQUIRE_CAPABILITIES": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfs", *tests],
+                          capture_output=True, text=True, env=env, cwd=here.parent, timeout=300)  # fmt: skip
+    # A failing fixture is reported as an error: either way, not a skip and not a pass.
+    assert proc.returncode == 1 and "1 failed, 1 error" in proc.stdout and "skipped" not in proc.stdout, proc.stdout
+    assert proc.stdout.count("ABRPIPE_REQUIRE_CAPABILITIES=1 (make test) requires it") == 2, proc.stdout

@@ -48,19 +48,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from abrpipe.cli import encode_cmd, info_cmds, profiles_cmd
+    # Every command is core: a module that fails to import is a broken installation and must fail
+    # loudly here, never leave the CLI silently without that command.
+    from abrpipe.cli import (
+        batch_cmd,
+        encode_cmd,
+        info_cmds,
+        pertitle_cmd,
+        profiles_cmd,
+        report_cmd,
+        serve_cmd,
+        validate_cmd,
+    )
 
     cli.add_command(encode_cmd.encode)
     cli.add_command(info_cmds.probe_cmd)
     cli.add_command(info_cmds.ladder)
     cli.add_command(profiles_cmd.profiles)
-    for optional in ("validate_cmd", "batch_cmd", "pertitle_cmd", "serve_cmd", "report_cmd"):
-        try:
-            module = __import__(f"abrpipe.cli.{optional}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"abrpipe.cli.{optional}":
-                raise
-            continue
+    for module in (validate_cmd, batch_cmd, pertitle_cmd, serve_cmd, report_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 from rich.table import Table
@@ -44,7 +45,7 @@ def list_cmd(show_all, as_json):
     """Every profile abrpipe can find, with where it comes from (builtin, user dir, plug-in)."""
     winners = registry.entries()
     listed = registry.all_entries() if show_all else list(winners.values())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in sorted(listed, key=lambda e: e.name):
         row = {"name": entry.name, "origin": entry.origin, "path": entry.path, "shadowed": winners[entry.name] != entry,
                "description": "", "rungs": 0, "codecs": [], "audio": [], "error": None}
@@ -137,8 +138,8 @@ def validate(files, strict, as_json):
 @json_option
 def schema(as_json):
     """Document every field of a profile file, and every codec name abrpipe knows."""
-    video = {}
-    audio = {}
+    video: dict[str, dict[str, Any]] = {}
+    audio: dict[str, dict[str, Any]] = {}
     for name, e in sorted(codecs.registry().items()):
         origin = codecs.origin(name)
         if isinstance(e, codecs.VideoEncoder):
@@ -146,7 +147,7 @@ def schema(as_json):
                            "profiles": list(e.profiles), "rate_control": list(e.rate_controls), "hardware": e.hardware}
         else:
             audio[name] = {"ffmpeg_encoder": e.ffmpeg_encoder, "description": e.description, "origin": origin}
-    data = {"schema_version": SCHEMA_VERSION, "profile": TOP_FIELDS, "rungs[]": RUNG_FIELDS,
+    data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "profile": TOP_FIELDS, "rungs[]": RUNG_FIELDS,
             "rung_overrides[]": OVERRIDE_FIELDS, "audio[]": AUDIO_FIELDS, "video codecs": video, "audio codecs": audio}
     _warn_plugins()
     if as_json:

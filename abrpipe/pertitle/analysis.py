@@ -45,7 +45,7 @@ from abrpipe import codecs, encode, mp4, runner, tools
 from abrpipe.errors import DependencyError, EncodeError, InputError, ProfileError
 from abrpipe.pertitle import hull, ladder, metrics
 from abrpipe.plan import LadderPlan, PlannedRung, plan_ladder
-from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia
+from abrpipe.probe import SourceMedia
 from abrpipe.profile import Profile, VideoRungSpec
 
 #: Trial CRFs per codec family: five steps spanning "visually lossless" to "very coarse".
@@ -324,7 +324,7 @@ def indexed_copy(source: SourceMedia, directory: str) -> SourceMedia:
     path = os.path.join(directory, "source-indexed.mkv")
     argv = [
         tools.ffmpeg_path(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-        "-protocol_whitelist", SAFE_PROTOCOLS, "-i", source.ffmpeg_url,
+        "-protocol_whitelist", source.protocol_whitelist, "-i", source.ffmpeg_url,
         "-map", f"0:{source.video.index}", "-c", "copy",
         "-f", "matroska", path,
     ]  # fmt: skip
@@ -386,7 +386,7 @@ def build_trial_command(
     reference(s). Returns (argv, trial file per (resolution, crf), reference file per fps divisor);
     the files are relative to the directory the command runs in."""
     assert source.video is not None and plan.base_fps is not None
-    opts: dict[str, str] = {"protocol_whitelist": SAFE_PROTOCOLS}
+    opts: dict[str, str] = {"protocol_whitelist": source.protocol_whitelist}
     if window.start_s > 0:
         # Input seek: demuxer seek plus decode-and-drop to the exact time (accurate seek).
         opts["ss"] = f"{window.start_s:.6f}"
@@ -626,10 +626,10 @@ def _predict_fixed(env: hull.Envelope, r: PlannedRung) -> FixedRung:
     except KeyError:  # a size no trial measured (cannot happen with candidates from the same plan)
         _, q, extrapolated = env.best_at(r.bitrate_kbps, max_resolution=(r.width, r.height))
         return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, extrapolated)
-    q = curve.quality_at(r.bitrate_kbps)
-    if q is None:
+    quality = curve.quality_at(r.bitrate_kbps)
+    if quality is None:
         return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, curve.extrapolate_below(r.bitrate_kbps), True)
-    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, False)
+    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, quality, False)
 
 
 def monotone(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:

@@ -276,7 +276,7 @@ def evaluate(
     if engine.metric != analysis.metric:  # pragma: no cover - find_metric_engine returns what was asked
         raise EncodeError(f"cannot measure with {analysis.metric}")
     keep = work_dir is not None
-    base = os.path.abspath(work_dir) if keep else tempfile.mkdtemp(prefix="abrpipe-compare-")
+    base = os.path.abspath(work_dir) if work_dir is not None else tempfile.mkdtemp(prefix="abrpipe-compare-")
     os.makedirs(base, exist_ok=True)
     cpu: dict[str, float] = {"analysis": analysis.cost.cpu_s}
     wall: dict[str, float] = {"analysis": analysis.cost.wall_s}

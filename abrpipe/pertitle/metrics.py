@@ -309,13 +309,23 @@ def build_argv(
         "-nostdin",  # never read the terminal (we run unattended)
         "-nostats",  # no progress lines on stderr; the summary lines we parse are still logged
         "-loglevel", "info",  # the psnr/ssim/xpsnr summaries are logged at info level
-        *window(True), "-i", str(Path(reference_path).resolve()),
-        *window(seek_distorted), "-i", str(Path(distorted_path).resolve()),
+        *window(True), "-i", _ffmpeg_input(reference_path),
+        *window(seek_distorted), "-i", _ffmpeg_input(distorted_path),
         "-filter_complex", graph,
         # Map only the metric output: no audio/subtitle streams are auto-selected into the null muxer.
         "-map", "[out]",
         "-f", "null", "-",  # decode and filter, write nothing
     ]  # fmt: skip
+
+
+def _is_http(path: str | os.PathLike[str]) -> bool:
+    return isinstance(path, str) and re.match(r"^https?://", path, re.IGNORECASE) is not None
+
+
+def _ffmpeg_input(path: str | os.PathLike[str]) -> str:
+    """An http(s) URL as is (a source opened with --allow-references), a path as an absolute file: URL
+    (names like 'http:x' or '-y' are never misread). The runner adds the matching protocol whitelist."""
+    return str(path) if _is_http(path) else "file:" + str(Path(path).resolve())
 
 
 def _cap(v: float) -> float:
@@ -404,7 +414,7 @@ def measure(
     if duration_s is not None and duration_s <= 0:
         raise ValueError(f"duration_s must be > 0, got {duration_s}")
     for p in (reference_path, distorted_path):
-        if not Path(p).is_file():
+        if not _is_http(p) and not Path(p).is_file():
             raise MetricError(f"input not found: {p}")
 
     argv = build_argv(

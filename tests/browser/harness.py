@@ -37,7 +37,7 @@ PLAYERS = ("hlsjs", "dashjs", "shaka")
 # Files player.js loads; their presence means `npm ci` has run.
 DIST_FILES = (
     "hls.js/dist/hls.min.js",
-    "dashjs/dist/modern/umd/dash.all.min.js",
+    "dashjs/dist/dash.all.min.js",
     "shaka-player/dist/shaka-player.compiled.js",
     "playwright-core/package.json",
 )

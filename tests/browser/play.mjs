@@ -40,6 +40,8 @@ const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
+  // Shared memory in /tmp: a container's 64 MB /dev/shm crashes the renderer during video playback.
+  '--disable-dev-shm-usage',
   '--no-first-run',
   '--disable-background-networking',
   '--disable-component-update',

@@ -25,7 +25,7 @@
 
   var LIBS = {
     hlsjs: 'node_modules/hls.js/dist/hls.min.js',
-    dashjs: 'node_modules/dashjs/dist/modern/umd/dash.all.min.js',
+    dashjs: 'node_modules/dashjs/dist/dash.all.min.js',  // dash.js 4.7 (dash.js 5 needs node >= 20 to install)
     shaka: 'node_modules/shaka-player/dist/shaka-player.compiled.js',
   };
   var MAX_LOG = 100;
@@ -227,13 +227,14 @@
           });
           player.on(E.STREAM_INITIALIZED, function () {
             if (v5 && player.getRepresentationsByType('video').length === 0) kind = 'audio';
+            if (!v5 && player.getBitrateInfoListFor('video').length === 0) kind = 'audio';  // dash.js 4
             if (v5) {
               levels = player.getRepresentationsByType(kind).map(function (r, i) {
                 return { index: i, id: String(r.id), height: r.height || 0, width: r.width || 0,
                          bandwidth: r.bandwidth || 0, codecs: r.codecs || null };
               });
             } else {
-              levels = player.getBitrateInfoListFor('video').map(function (b, i) {
+              levels = player.getBitrateInfoListFor(kind).map(function (b, i) {
                 return { index: i, id: String(b.qualityIndex), height: b.height || 0, width: b.width || 0,
                          bandwidth: b.bitrate || 0, codecs: null };
               });
@@ -256,7 +257,7 @@
         } else if (typeof player.setRepresentationForTypeByIndex === 'function') {
           player.setRepresentationForTypeByIndex(kind, i, true);
         } else {
-          player.setQualityFor('video', i, true);  // dash.js <= 4
+          player.setQualityFor(kind, i, true);  // dash.js <= 4
         }
       },
       activeLevel: function () {

@@ -3,31 +3,21 @@
 #
 #  1. Debian's chromium (/usr/bin/chromium) via apt-get, if missing
 #  2. node + npm via apt-get (nodejs npm), if missing
-#  3. `npm ci` here, if node_modules is missing, incomplete or older than
+#  3. a check that this Node satisfies every pinned package's "engines" (npm runs with
+#     engine-strict=true, .npmrc): the pins support Debian 12's nodejs 18 and later
+#  4. `npm ci` here, if node_modules is missing, incomplete or older than
 #     package-lock.json
 #
 # Needs root only when something has to be apt-installed; otherwise it prints
-# what to install and exits non-zero.  ABRPIPE_CHROMIUM overrides the browser.
+# what to install and exits non-zero. Without network the apt step fails within a
+# minute, saying so (scripts/install-system-deps.sh). ABRPIPE_CHROMIUM overrides
+# the browser.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CHROMIUM="${ABRPIPE_CHROMIUM:-/usr/bin/chromium}"
-NODE_MIN_MAJOR=18  # playwright-core 1.57 (pinned for Debian 12's nodejs 18) needs >= 18
 
 say() { echo "tests/browser/setup.sh: $*" >&2; }
-
-apt_retry() {
-    # Another apt/dpkg may hold the lock (e.g. a parallel install): wait for it.
-    local i
-    for i in $(seq 1 60); do
-        if apt-get -o DPkg::Lock::Timeout=120 "$@"; then
-            return 0
-        fi
-        say "apt-get $1 failed (try $i), retrying in 10 s"
-        sleep 10
-    done
-    return 1
-}
 
 pkgs=()
 [ -x "$CHROMIUM" ] || pkgs+=(chromium)
@@ -42,10 +32,8 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
         say "missing ${pkgs[*]}: as root run: apt-get install -y ${pkgs[*]}"
         exit 1
     fi
-    export DEBIAN_FRONTEND=noninteractive
     say "installing ${pkgs[*]} with apt-get"
-    apt_retry update -qq
-    apt_retry install -y -q "${pkgs[@]}"
+    "$HERE/../../scripts/install-system-deps.sh" "${pkgs[@]}" || { say "could not install ${pkgs[*]} (see above)"; exit 1; }
 fi
 
 if [ ! -x "$CHROMIUM" ]; then
@@ -53,11 +41,29 @@ if [ ! -x "$CHROMIUM" ]; then
     exit 1
 fi
 
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if [ "$node_major" -lt "$NODE_MIN_MAJOR" ]; then
-    # Debian 12's own nodejs is 18, which playwright-core 1.57 supports.
-    say "WARNING: node $(node --version) is older than playwright-core's engines (>= $NODE_MIN_MAJOR);" \
-        "if play.mjs fails to start, install Node.js $NODE_MIN_MAJOR+"
+# Every pinned package's "engines".node (from package-lock.json) against this Node, before npm
+# refuses it (engine-strict): one line per package that needs a newer Node, and what to do.
+too_old="$(cd "$HERE" && node -e '
+  const lock = require("./package-lock.json");
+  const have = process.versions.node.split(".").map(Number);
+  const bad = [];
+  for (const [where, p] of Object.entries(lock.packages || {})) {
+    const range = (p.engines && p.engines.node) || "*";
+    for (const part of range.split("||").map((s) => s.trim())) {
+      const m = /^>=\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(part);
+      if (!m) continue;
+      const need = [Number(m[1]), Number(m[2] || 0), Number(m[3] || 0)];
+      const ok = have[0] !== need[0] ? have[0] > need[0] : have[1] !== need[1] ? have[1] > need[1] : have[2] >= need[2];
+      if (!ok && !range.includes("||")) bad.push(`${where.replace("node_modules/", "") || "(this package)"} ${p.version || ""} needs node ${range}`);
+    }
+  }
+  console.log(bad.join("\n"));
+')"
+if [ -n "$too_old" ]; then
+    say "node $(node --version) is too old for the pinned players:"
+    while IFS= read -r line; do say "  $line"; done <<<"$too_old"
+    say "install a newer Node.js (or pin versions that support this one in tests/browser/package.json)"
+    exit 1
 fi
 
 cd "$HERE"
@@ -66,7 +72,7 @@ need_ci=0
 if [ ! -f "$marker" ] || [ package-lock.json -nt "$marker" ]; then
     need_ci=1
 fi
-for f in hls.js/dist/hls.min.js dashjs/dist/modern/umd/dash.all.min.js \
+for f in hls.js/dist/hls.min.js dashjs/dist/dash.all.min.js \
          shaka-player/dist/shaka-player.compiled.js playwright-core/package.json; do
     [ -f "node_modules/$f" ] || need_ci=1
 done
