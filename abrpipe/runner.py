@@ -94,9 +94,17 @@ HTTP_PROTOCOLS = "http,https,tcp,tls"
 _HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
+# abrpipe's own reads of its CMAF segments as one file (concat: / concatf: of local files).
+_LOCAL_CONCAT = re.compile(r"^(concat|concatf):", re.IGNORECASE)
+
+
 def input_protocols(url: str) -> str:
     """The -protocol_whitelist for one ffmpeg/ffprobe input."""
-    return HTTP_PROTOCOLS if _HTTP_URL.match(url) else LOCAL_PROTOCOLS
+    if _HTTP_URL.match(url):
+        return HTTP_PROTOCOLS
+    concat = _LOCAL_CONCAT.match(url)
+    # A concatenation may only join local files: its own protocol, then file.
+    return f"{concat.group(1).lower()},{LOCAL_PROTOCOLS}" if concat else LOCAL_PROTOCOLS
 
 
 def _tool(argv: list[str]) -> str | None:
