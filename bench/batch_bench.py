@@ -145,8 +145,8 @@ end), so wall time is only indicative; CPU-seconds of the abrpipe process itself
 |---|---|---|
 | abrpipe's own CPU per job (beyond ffmpeg) | **{per_job:.3f} CPU-s** ({r["own_cpu_s"]:.1f} CPU-s in all) | < {AIM_OVERHEAD_CPU_S} s: {"met" if per_job < AIM_OVERHEAD_CPU_S else "MISSED"} |
 | ffmpeg/ffprobe CPU per job (for scale) | {r["children_cpu_s"] / n:.3f} CPU-s | |
-| peak RSS of abrpipe | {r["peak_rss_kib"] / 1024:.1f} MiB | flat in job count |
-| RSS after 10 % / 50 % / 100 % of the jobs | {r["rss_kib_at"]["10%"] / 1024:.1f} / {r["rss_kib_at"]["50%"] / 1024:.1f} / {r["rss_kib_at"]["100%"] / 1024:.1f} MiB ({growth:+.1f} KiB per 100 jobs) | {"met" if abs(growth) < 512 else "MISSED"} (< 0.5 MiB per 100 jobs) |
+| peak RSS of abrpipe | {r["peak_rss_kib"] / 1024:.1f} MiB | |
+| RSS after 10 % / 50 % / 100 % of the jobs | {r["rss_kib_at"]["10%"] / 1024:.1f} / {r["rss_kib_at"]["50%"] / 1024:.1f} / {r["rss_kib_at"]["100%"] / 1024:.1f} MiB ({growth / 100:+.1f} KiB per job) | {"flat" if abs(growth) < 50 else "NOT flat"} (flat: < 0.5 KiB per job) |
 | report.json | {r["report_bytes"] / 1024:.0f} KiB ({r["report_bytes"] / n:.0f} bytes per job) | |
 | junit.xml | {r["junit_bytes"] / 1024:.0f} KiB ({r["junit_bytes"] / n:.0f} bytes per job) | |
 | wall time | {r["wall_s"]:.0f} s ({r["wall_s"] / n:.2f} s per job) | |
