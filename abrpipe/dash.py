@@ -23,8 +23,9 @@ from mpegdash.nodes import (
 )
 from mpegdash.parser import MPEGDASHParser
 
-from abrpipe.encode import INIT_NAME
-from abrpipe.package import MPD_NAME, Rendition, Title
+from abrpipe import layout
+from abrpipe.layout import INIT_NAME, MPD_NAME
+from abrpipe.model import Rendition, Title
 from abrpipe.units import format_rate
 
 DASH_NS = "urn:mpeg:dash:schema:mpd:2011"
@@ -59,7 +60,7 @@ def _template(r: Rendition) -> SegmentTemplate:
     t = SegmentTemplate()
     t.timescale = r.timescale
     t.initialization = f"{r.id}/{INIT_NAME}"
-    t.media = f"{r.id}/seg_$Number%05d$.m4s"
+    t.media = f"{r.id}/{layout.SEGMENT_PREFIX}$Number%0{layout.SEGMENT_DIGITS}d${layout.SEGMENT_SUFFIX}"
     t.start_number = 1
     t.segment_timelines = [_timeline(r)]
     return t
@@ -143,7 +144,7 @@ def build_mpd(title: Title) -> MPEGDASH:
     period = Period()
     period.id = "0"
     period.start = "PT0S"
-    sets = []
+    sets: list[AdaptationSet] = []
     families: dict[str, list[Rendition]] = {}
     for v in title.video:
         families.setdefault(v.codec_family or v.codec.split(".")[0], []).append(v)

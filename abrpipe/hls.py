@@ -7,8 +7,8 @@ import os
 
 import m3u8
 
-from abrpipe.encode import INIT_NAME
-from abrpipe.package import IFRAME_PLAYLIST, MASTER_NAME, MEDIA_PLAYLIST, Rendition, Title, target_duration
+from abrpipe.layout import IFRAME_PLAYLIST, INIT_NAME, MASTER_NAME, MEDIA_PLAYLIST
+from abrpipe.model import Rendition, Title, target_duration
 
 HLS_VERSION = 7  # fMP4 segments with EXT-X-MAP in media playlists (RFC 8216 section 7)
 PREFERRED_START_KBPS = 2000  # Apple 1.32: the first listed variant should be about 2 Mb/s

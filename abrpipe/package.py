@@ -8,91 +8,16 @@ what the encoder was asked to do.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
-from fractions import Fraction
 
 from abrpipe import mp4
-from abrpipe.encode import INIT_NAME
 from abrpipe.errors import OutputError
-from abrpipe.plan import LadderPlan
+from abrpipe.layout import IFRAME_PLAYLIST, INIT_NAME, MASTER_NAME, MEDIA_PLAYLIST, MPD_NAME, is_segment
+from abrpipe.model import IFrame, LadderPlan, Rendition, Segment, Title, target_duration
 
-MASTER_NAME = "master.m3u8"
-MPD_NAME = "manifest.mpd"
-MEDIA_PLAYLIST = "playlist.m3u8"
-IFRAME_PLAYLIST = "iframes.m3u8"
-
-
-@dataclass(frozen=True)
-class IFrame:
-    offset: int  # byte range of the moof through the end of the key frame's data
-    length: int
-    pts: int
-
-
-@dataclass(frozen=True)
-class Segment:
-    uri: str  # relative to the rendition directory
-    start: int  # tfdt, timescale units
-    duration: int
-    size_bytes: int
-    starts_with_sync: bool
-    iframes: tuple[IFrame, ...]
-
-
-@dataclass(frozen=True)
-class Rendition:
-    id: str
-    kind: str  # "video" | "audio"
-    codec: str  # RFC 6381, from the init segment
-    timescale: int
-    segments: tuple[Segment, ...]
-    width: int | None = None
-    height: int | None = None
-    frame_rate: Fraction | None = None
-    channels: int | None = None
-    sample_rate: int | None = None
-    language: str | None = None
-    name: str | None = None
-    default: bool = False
-    codec_family: str | None = None  # groups video renditions into DASH AdaptationSets
-    group: str | None = None  # audio: the HLS group (one per audio rung; its members are languages)
-
-    @property
-    def duration_s(self) -> float:
-        return sum(s.duration for s in self.segments) / self.timescale
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(s.size_bytes for s in self.segments)
-
-    @property
-    def average_bps(self) -> int:
-        return round(self.size_bytes * 8 / self.duration_s) if self.duration_s else 0
-
-    @property
-    def peak_bps(self) -> int:
-        """Apple's peak: the highest bit rate of any one segment."""
-        return max((round(s.size_bytes * 8 * self.timescale / s.duration) for s in self.segments if s.duration), default=0)
-
-    @property
-    def max_segment_s(self) -> float:
-        return max((s.duration / self.timescale for s in self.segments), default=0.0)
-
-
-@dataclass(frozen=True)
-class Title:
-    video: tuple[Rendition, ...]
-    audio: tuple[Rendition, ...]
-
-    @property
-    def duration_s(self) -> float:
-        return max((r.duration_s for r in self.video + self.audio), default=0.0)
-
-    @property
-    def renditions(self) -> tuple[Rendition, ...]:
-        return self.video + self.audio
+# Re-exported for code that imported them from here.
+__all__ = ["IFRAME_PLAYLIST", "INIT_NAME", "MASTER_NAME", "MEDIA_PLAYLIST", "MPD_NAME", "IFrame", "LadderPlan",
+           "Rendition", "Segment", "Title", "read_rendition", "read_title", "write_manifests", "target_duration"]
 
 
 def read_rendition(directory: str, rendition_id: str, kind: str, *, codec_string=None, **attrs) -> Rendition:
@@ -100,7 +25,7 @@ def read_rendition(directory: str, rendition_id: str, kind: str, *, codec_string
     rdir = os.path.join(directory, rendition_id)
     try:
         track = mp4.read_init(os.path.join(rdir, INIT_NAME))
-        names = sorted(n for n in os.listdir(rdir) if n.startswith("seg_") and n.endswith(".m4s"))
+        names = sorted(n for n in os.listdir(rdir) if is_segment(n))
         segments = []
         for name in names:
             seg = mp4.read_segment(os.path.join(rdir, name), track)
@@ -151,12 +76,6 @@ def audio_group(a) -> str:
 def _family(codecs_module, codec: str) -> str:
     encoder = codecs_module.get(codec)
     return getattr(encoder, "family", codec)
-
-
-def target_duration(renditions) -> int:
-    """EXT-X-TARGETDURATION: every EXTINF, rounded to the nearest integer, must not exceed it."""
-    longest = max((r.max_segment_s for r in renditions), default=1.0)
-    return max(1, math.floor(longest + 0.5))
 
 
 def write_manifests(work_dir: str, title: Title, plan: LadderPlan) -> list[str]:

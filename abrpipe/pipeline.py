@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, package, publish, stages
+from abrpipe import __version__, encode, layout, package, publish, stages, workunits
 from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
-from abrpipe.plan import LadderPlan, plan_ladder
+from abrpipe.layout import LOG_DIR, RECORD_NAME
+from abrpipe.model import LadderPlan, Rendition, Title
+from abrpipe.plan import plan_ladder
 from abrpipe.probe import SourceMedia, probe
 from abrpipe.profile import Profile
 from abrpipe.runner import Progress
-
-RECORD_NAME = "abrpipe.json"
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Job:
     dash_schema: str | None = None
     allow_references: bool = False
     keep_logs: bool = False
+    chunk_s: float | None = None  # work-unit length; None: automatic (short titles are one unit), 0: one unit
+    workers: int = 1  # local units at a time (without a scheduler)
+    scheduler: str | None = None  # dask.distributed scheduler address: units run on its workers
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -52,7 +55,8 @@ class JobResult:
     job: Job
     source: SourceMedia | None = None
     plan: LadderPlan | None = None
-    title: package.Title | None = None
+    title: Title | None = None
+    encode: workunits.EncodeResult | None = None
     validation: Any = None
     timings_s: dict[str, float] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
@@ -112,18 +116,24 @@ def run_job(
     result.source, result.plan = prepare_job(job, on_event)
     lap("probe_plan")
     work = publish.prepare(job.output)
-    log_dir = os.path.join(work, ".logs")
+    log_dir = os.path.join(work, LOG_DIR)
     os.makedirs(log_dir)
     ok = False
     try:
         emit(Event("encode", f"{len(result.plan.video)} video + {len(result.plan.audio)} audio renditions"))
         try:
-            encode.run_encode(
-                result.source, result.plan, work, on_progress=lambda p: emit(Event("encode", progress=p)), log_dir=log_dir
+            result.encode = encode.run_encode(
+                result.source, result.plan, work,
+                units_root=layout.units_dir(job.output),
+                chunking=workunits.resolve_chunking(job.chunk_s, result.source.duration_s),
+                workers=job.workers, scheduler=job.scheduler,
+                on_progress=lambda p: emit(Event("encode", progress=p)),
+                on_status=lambda line: emit(Event("encode", line)),
+                log_dir=log_dir,
             )
             lap("encode")
             emit(Event("package"))
-            result.title = package.read_title(work, result.plan)
+            result.title = result.encode.title
             _check_complete(job, result.source, result.title)
             for stage in stages.enabled(job):
                 emit(Event(stage.name))
@@ -155,6 +165,7 @@ def run_job(
             publish.discard(log_dir)
         emit(Event("publish", job.output))
         publish.publish(work, job.output)
+        workunits.discard_units(layout.units_dir(job.output))  # published: nothing left to resume
         lap("publish")
         ok = True
     except OSError as exc:
@@ -184,7 +195,7 @@ _SHORTFALL_RATIO = 0.2
 _SHORTFALL_MIN_S = 1.0
 
 
-def _check_complete(job: Job, source: SourceMedia, title: package.Title) -> None:
+def _check_complete(job: Job, source: SourceMedia, title: Title) -> None:
     shortfall = source.duration_s - title.duration_s
     if shortfall > max(_SHORTFALL_MIN_S, _SHORTFALL_RATIO * source.duration_s):
         raise InputError(
@@ -225,7 +236,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
     }
 
 
-def rendition_summary(r: package.Rendition) -> dict[str, Any]:
+def rendition_summary(r: Rendition) -> dict[str, Any]:
     return {
         "id": r.id,
         "kind": r.kind,

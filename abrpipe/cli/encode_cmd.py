@@ -7,11 +7,10 @@ import os
 import click
 from rich.table import Table
 
-from abrpipe import registry
+from abrpipe import layout, registry, workunits
 from abrpipe.cli.common import ProgressDisplay, console_err, emit_json, json_option, quiet_option
-from abrpipe.encode import build_commands
+from abrpipe.encode import unit_commands
 from abrpipe.pipeline import Event, Job, default_output, prepare_job, rendition_summary, run_job
-from abrpipe.publish import partial_dir
 from abrpipe.units import format_kbps
 
 
@@ -24,6 +23,35 @@ def job_options(f):
                      help="Source audio track to keep, by index (0, 1...) or language (eng); repeatable. Default: the profile's choice.")(f)
     f = click.option("--allow-references", is_flag=True,
                      help="Let ffmpeg open inputs that reference other files or URLs (playlists, concat lists). Off by default for safety.")(f)
+    return f
+
+
+def parse_chunk(value: str | None) -> float | None:
+    """--chunk: seconds, 'auto' (None) or 'off' (0)."""
+    if value is None or value == "auto":
+        return None
+    if value in ("off", "0"):
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected seconds (e.g. 60), 'auto' or 'off'") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: a chunk must be longer than 0 s")
+    return seconds
+
+
+def unit_options(f):
+    """Where and in what pieces the encode runs (encode, batch)."""
+    f = click.option("--chunk", "chunk", metavar="SECONDS|auto|off", default="auto", show_default=True,
+                     help=f"Cut the title into work units of about SECONDS (whole segments), encoded independently and "
+                          f"stitched; finished units survive a crash and are reused. auto: {workunits.DEFAULT_CHUNK_S:g}-s units "
+                          f"for titles of {workunits.AUTO_MIN_DURATION_S:g} s or more, else one unit; off: always one unit.")(f)
+    f = click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
+                     help="Work units encoded at a time on this machine (each is one ffmpeg process). Ignored with --scheduler.")(f)
+    f = click.option("--scheduler", envvar="ABRPIPE_DASK_SCHEDULER", metavar="ADDRESS",
+                     help="Run the work units on a dask.distributed cluster (e.g. tcp://host:8786; env ABRPIPE_DASK_SCHEDULER). "
+                          "Workers must see the input and output at the same paths and have the same ffmpeg build.")(f)
     return f
 
 
@@ -48,11 +76,12 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
               help="With --per-title: quality metric (default: VMAF if available, else PSNR-Y).")
 @click.option("--report", is_flag=True,
               help="With --per-title: also encode the fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+@unit_options
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, dry_run, no_validate,
-           dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
+           dash_schema, keep_logs, per_title, metric, report, chunk, workers, scheduler, as_json, quiet):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -88,21 +117,32 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         dash_schema=dash_schema,
         allow_references=allow_references,
         keep_logs=keep_logs or ctx.obj.get("debug", False),
+        chunk_s=parse_chunk(chunk),
+        workers=workers,
+        scheduler=scheduler,
     )
     err = console_err()
     if dry_run:
         source, plan = prepare_job(job)
-        commands = build_commands(source, plan, partial_dir(out))
+        units = workunits.plan_work(source, plan, workunits.resolve_chunking(job.chunk_s, source.duration_s))
+        units_root = layout.units_dir(out)
+        listed = [(u, c) for u in units for c in unit_commands(source, plan, u, layout.unit_dir(units_root, u.name))]
         if as_json:
-            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands]})
+            emit_json({"commands": [{"unit": u.name, "range": u.describe(), "cwd": c.cwd, "argv": c.argv, "label": c.label}
+                                    for u, c in listed]})
         else:
-            for c in commands:
+            for u, c in listed:
+                click.echo(f"# {u.describe()}")
                 click.echo(c.shell())
         return
     with ProgressDisplay(f"encode {os.path.basename(input_path)}", quiet=quiet or as_json and not err.is_terminal) as display:
         def on_event(e: Event) -> None:
             if e.progress is not None:
                 display.update(e.progress)
+            elif e.stage == "encode" and e.message.startswith("units "):
+                display.detail(e.message)
+            elif e.stage == "encode" and e.message:
+                display.message(e.message)
             elif e.stage in ("plan", "package", "validate", "publish"):
                 display.message(f"{e.stage}: {e.message}".rstrip(": "))
 
@@ -117,7 +157,8 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         result = run_job(job, on_event, before_publish=add_per_title_files if analysis is not None else None)
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
-        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
+        units = result.encode.to_dict() if result.encode else {}
+        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, "encode": units, **extra})
     if not quiet:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
