@@ -24,7 +24,7 @@ demo: ffmpeg venv $(DEMO_SRC)
 	@echo "demo output: $(abspath $(DEMO_OUT))/master.m3u8 and $(abspath $(DEMO_OUT))/manifest.mpd"
 
 test: ffmpeg browser-deps venv
-	ABRPIPE_REQUIRE_BROWSER=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_DASK=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: ffmpeg venv
 	$(VENV)/bin/pytest -m "not browser and not slow" $(PYTEST_ARGS)
@@ -51,7 +51,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,pertitle,vmaf]'
+	$(PY) -m pip install --quiet -e '.[test,pertitle,vmaf,distributed]'
 	@touch $@
 
 $(DEMO_SRC): scripts/make-sample.sh

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from abrpipe import __version__, publish, runner
+from abrpipe import __version__, layout, publish, runner
 from abrpipe.errors import (
     AbrpipeError,
     DependencyError,
@@ -209,6 +209,7 @@ def run_task(task: Task, on_event: Callable[[Event], None] | None = None) -> Tas
             done, reason = check_up_to_date(task.job)
             if done:
                 publish.discard(publish.partial_dir(task.job.output))  # a stale work area from a stopped run
+                publish.discard(layout.units_dir(task.job.output))  # and its finished units: already published
                 with open(os.path.join(task.job.output, RECORD_NAME), encoding="utf-8") as fh:
                     return outcome("skipped", reason=reason, record=json.load(fh))
             reason = f"redone: {reason}" if reason != "no previous output" else ""

@@ -110,8 +110,8 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         "use_template": "1",
         "use_timeline": "1",
         # Output stream N goes to streamN/ (renamed to its rendition id when the unit is finished).
-        "init_seg_name": layout.muxer_init_template(),
-        "media_seg_name": layout.muxer_segment_template(),
+        "init_seg_name": layout.muxer_init_template("video" if plan.video else "audio"),
+        "media_seg_name": layout.muxer_segment_template("video" if plan.video else "audio"),
         # No edit list, negative composition offsets instead: the first frame presents at tfdt, so
         # the boxes, the HLS playlists and DASH's SegmentTimeline agree exactly (CMAF style).
         "format_options": "movflags=+negative_cts_offsets:use_editlist=0",
@@ -193,7 +193,7 @@ def unit_commands(source: SourceMedia, plan: LadderPlan, unit: WorkUnit, unit_di
     audio = plan.audio if unit.kind in ("title", "audio") else ()
     input_options: dict[str, str] = {}
     output_options: dict[str, str] = {}
-    seg_opts = segmenter_options(plan if video else _audio_only(plan))
+    seg_opts = segmenter_options(plan)
     if unit.kind == "video":
         assert plan.base_fps is not None
         fps = plan.base_fps
@@ -225,18 +225,24 @@ def unit_commands(source: SourceMedia, plan: LadderPlan, unit: WorkUnit, unit_di
             f"fragment_index={fragments_before + 1}",
         ])
     inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=SAFE_PROTOCOLS, **input_options)
-    streams, options = [], {}
+    outputs = []
     two_pass = any(r.rate_control == "2pass" for r in video)
     if video:
         inp, video_streams = _video_graph(source, plan, input_options)
-        for n, (rung, stream) in enumerate(zip(video, video_streams, strict=True)):
-            streams.append(stream)
+        options: dict[str, str] = {}
+        for n, rung in enumerate(video):
             options.update(_per_stream(video_options(rung, plan, 2 if two_pass else None), "v", n))
-    for n, (a, stream) in enumerate(zip(audio, _audio_streams(inp, plan) if audio else [], strict=True)):
-        streams.append(stream)
-        options.update(_per_stream(_audio_options(a, plan), "a", n))
-    main = ffmpeg.output(*streams, MUXER_MANIFEST, **options, **output_options, **seg_opts)
-    dirs = tuple(layout.stream_dir(n) for n in range(len(streams)))
+        outputs.append(ffmpeg.output(*video_streams, MUXER_MANIFEST, **options, **output_options, **seg_opts))
+    if audio:
+        # Audio has an output (segmenter) of its own, in the same process when the unit also has
+        # video: its segments are then the same whether the title is one unit or many.
+        audio_options: dict[str, str] = {}
+        for n, a in enumerate(audio):
+            audio_options.update(_per_stream(_audio_options(a, plan), "a", n))
+        outputs.append(ffmpeg.output(*_audio_streams(inp, plan), layout.AUDIO_MUXER_MANIFEST, **audio_options,
+                                     **segmenter_options(_audio_only(plan))))
+    main = outputs[0] if len(outputs) == 1 else ffmpeg.merge_outputs(*outputs)
+    dirs = tuple(layout.stream_dir(n) for n in range(len(video))) + tuple(layout.stream_dir(n, "audio") for n in range(len(audio)))
     commands = []
     if two_pass:
         # The analysis pass encodes the two-pass rungs and throws the video away. The other rungs
@@ -268,8 +274,13 @@ def _compile(node) -> list[str]:
 
 def unit_rendition_ids(plan: LadderPlan, unit: WorkUnit) -> list[str]:
     """Rendition ids in the unit's output stream order (video rungs, then audio)."""
-    video = [r.id for r in plan.video] if unit.kind in ("title", "video") else []
-    audio = [a.id for a in plan.audio] if unit.kind in ("title", "audio") else []
+    return [rid for rid, _ in unit_streams(plan, unit)]
+
+
+def unit_streams(plan: LadderPlan, unit: WorkUnit) -> list[tuple[str, str]]:
+    """(rendition id, the folder ffmpeg writes it into) for every output stream of a unit."""
+    video = [(r.id, layout.stream_dir(n)) for n, r in enumerate(plan.video)] if unit.kind in ("title", "video") else []
+    audio = [(a.id, layout.stream_dir(n, "audio")) for n, a in enumerate(plan.audio)] if unit.kind in ("title", "audio") else []
     return video + audio
 
 

@@ -9,7 +9,7 @@
     OUT.partial/                  the work area: the same tree while it is being built
     OUT.units/                    finished work units, kept until the ladder is published (resume)
       unit-0003/                  one unit's segments, already with their global numbers
-        stream0/ ... streamN/     ffmpeg's output stream N (video rungs, then audio)
+        stream0/, audio-stream0/  ffmpeg's output streams while it runs, then <rendition id>/
         unit.json                 fingerprint + checksums, written last: the unit is finished
       unit-0003.run-<token>/      an attempt in progress (renamed to unit-0003/ when it succeeds)
 
@@ -34,8 +34,10 @@ LOG_DIR = ".logs"
 PARTIAL_SUFFIX = ".partial"
 UNITS_SUFFIX = ".units"
 UNIT_RECORD = "unit.json"
-MUXER_MANIFEST = "segmenter.mpd"  # the segmenter's own MPD: never published
-STREAM_DIR = "stream"  # ffmpeg writes output stream N into streamN/
+MUXER_MANIFEST = "segmenter.mpd"  # the segmenters' own MPDs: never published
+AUDIO_MUXER_MANIFEST = "segmenter-audio.mpd"
+STREAM_DIR = "stream"  # ffmpeg writes video output stream N into streamN/
+AUDIO_STREAM_DIR = "audio-stream"  # and audio output stream N into audio-streamN/
 
 _SEGMENT_RE = re.compile(rf"^{SEGMENT_PREFIX}(\d+){re.escape(SEGMENT_SUFFIX)}$")
 
@@ -53,17 +55,21 @@ def is_segment(name: str) -> bool:
     return _SEGMENT_RE.match(name) is not None
 
 
-def muxer_init_template() -> str:
+def _stream_prefix(kind: str) -> str:
+    return AUDIO_STREAM_DIR if kind == "audio" else STREAM_DIR
+
+
+def muxer_init_template(kind: str = "video") -> str:
     """The dash muxer's init name template (output stream N -> streamN/init.mp4)."""
-    return f"{STREAM_DIR}$RepresentationID$/{INIT_NAME}"
+    return f"{_stream_prefix(kind)}$RepresentationID$/{INIT_NAME}"
 
 
-def muxer_segment_template() -> str:
-    return f"{STREAM_DIR}$RepresentationID$/{SEGMENT_PREFIX}$Number%0{SEGMENT_DIGITS}d${SEGMENT_SUFFIX}"
+def muxer_segment_template(kind: str = "video") -> str:
+    return f"{_stream_prefix(kind)}$RepresentationID$/{SEGMENT_PREFIX}$Number%0{SEGMENT_DIGITS}d${SEGMENT_SUFFIX}"
 
 
-def stream_dir(n: int) -> str:
-    return f"{STREAM_DIR}{n}"
+def stream_dir(n: int, kind: str = "video") -> str:
+    return f"{_stream_prefix(kind)}{n}"
 
 
 def rendition_dir(work_dir: str, rendition_id: str) -> str:

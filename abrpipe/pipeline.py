@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from abrpipe import __version__, encode, layout, package, publish, stages, workunits
-from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
+from abrpipe.errors import AbrpipeError, EncodeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.layout import LOG_DIR, RECORD_NAME
 from abrpipe.model import LadderPlan, Rendition, Title
 from abrpipe.plan import plan_ladder
@@ -170,6 +170,12 @@ def run_job(
         ok = True
     except OSError as exc:
         raise OutputError(f"{job.output}: {exc.strerror or exc} while writing the output", hint="check free space and permissions") from None
+    except BaseException as exc:
+        # Finished work units are kept for the next run when the encode was stopped or an ffmpeg
+        # failed (resume); a bad input, a full disk or an invalid result would only repeat.
+        if not isinstance(exc, Interrupted | EncodeError | KeyboardInterrupt):
+            workunits.discard_units(layout.units_dir(job.output))
+        raise
     finally:
         if not ok:
             publish.discard(work)

@@ -38,7 +38,7 @@ from fractions import Fraction
 from typing import Any
 
 from abrpipe import __version__, layout, mp4, package, runner, tools
-from abrpipe.encode import require_encoders, unit_commands, unit_rendition_ids
+from abrpipe.encode import require_encoders, unit_commands, unit_rendition_ids, unit_streams
 from abrpipe.errors import AbrpipeError, DependencyError, EncodeError, Interrupted, OutputError
 from abrpipe.model import Chunking, LadderPlan, Title, WorkUnit
 from abrpipe.probe import SourceMedia
@@ -263,14 +263,15 @@ def _finish_unit(task: UnitTask, attempt: str) -> dict[str, int]:
     unit, plan = task.unit, task.plan
     seg_frames = plan.gop_frames * plan.segment_gops
     preroll_segments = unit.preroll_frames // seg_frames if seg_frames else 0
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(attempt, layout.MUXER_MANIFEST))
+    for manifest in (layout.MUXER_MANIFEST, layout.AUDIO_MUXER_MANIFEST):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(attempt, manifest))
     for name in os.listdir(attempt):
         if name.startswith(tuple(layout.pass_log_prefix(r.id) for r in plan.video)):
             os.remove(os.path.join(attempt, name))
     frames: dict[str, int] = {}
-    for n, rendition_id in enumerate(unit_rendition_ids(plan, unit)):
-        src = os.path.join(attempt, layout.stream_dir(n))
+    for rendition_id, stream in unit_streams(plan, unit):
+        src = os.path.join(attempt, stream)
         dst = os.path.join(attempt, rendition_id)
         os.rename(src, dst)
         if unit.kind != "video":

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from abrpipe.runner import Progress as FfmpegProgress
 
@@ -43,7 +43,7 @@ class ProgressDisplay:
         self.interval_s = interval_s
         self.console = console_err()
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._last_line = 0.0
         self._detail = ""
 

@@ -157,9 +157,9 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         result = run_job(job, on_event, before_publish=add_per_title_files if analysis is not None else None)
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
-        units = result.encode.to_dict() if result.encode else {}
-        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, "encode": units, **extra})
-    if not quiet:
+        encode_report = result.encode.to_dict() if result.encode else {}
+        emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, "encode": encode_report, **extra})
+    if not quiet and result.plan is not None:
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:
