@@ -216,6 +216,8 @@ def execute(task: UnitTask, on_frames: Callable[[int], None] | None = None) -> U
             def progress(p: Progress, label: str = command.label) -> None:
                 if os.path.exists(flag):
                     raise Interrupted(f"{unit.describe()}: stopped, the job was cancelled")
+                with contextlib.suppress(OSError):
+                    os.utime(attempt)  # a heartbeat: this attempt is alive (see _cancel)
                 if on_frames and p.frame is not None and label == "encode":
                     on_frames(p.frame)
 
@@ -683,20 +685,28 @@ def _cancel(executor: LocalPool | DaskPool, units_root: str, token: str, futures
     with contextlib.suppress(OSError), open(flag, "w", encoding="utf-8"):
         pass
     executor.cancel()
-    deadline = time.monotonic() + 20.0
-    # Units see the flag at their next progress report (twice a second) and stop their ffmpeg;
-    # their attempt folders go with them.
-    while time.monotonic() < deadline and _attempts_of(units_root, token):
+    deadline = time.monotonic() + 30.0
+    # Units see the flag at their next progress report (twice a second), stop their ffmpeg and
+    # remove their attempt folder. A folder without a heartbeat for a few seconds belongs to an
+    # attempt whose worker died (its ffmpeg died with it).
+    while time.monotonic() < deadline and _live_attempts(units_root, token):
         time.sleep(0.2)
     with contextlib.suppress(OSError):
         os.remove(flag)
 
 
-def _attempts_of(units_root: str, token: str) -> list[str]:
-    try:
-        return [n for n in os.listdir(units_root) if layout.is_unit_attempt(n) and f".run-{token}-" in n]
-    except OSError:
-        return []
+_HEARTBEAT_S = 5.0
+
+
+def _live_attempts(units_root: str, token: str) -> list[str]:
+    live = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(units_root):
+            if layout.is_unit_attempt(name) and f".run-{token}-" in name:
+                with contextlib.suppress(OSError):
+                    if time.time() - os.stat(os.path.join(units_root, name)).st_mtime < _HEARTBEAT_S:
+                        live.append(name)
+    return live
 
 
 def _clear_stale(units_root: str) -> None:

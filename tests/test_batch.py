@@ -262,7 +262,11 @@ def test_dask_executor_without_dask_says_what_to_install():
 
 @pytest.mark.slow
 def test_dask_executor_runs_a_job(work):
-    distributed = pytest.importorskip("dask.distributed")
+    from test_dask import require_dask
+
+    require_dask()
+    import dask.distributed as distributed
+
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
         jobs = jobsfile.jobs_from_patterns([str(work / "a.mp4")], BatchDefaults(profile=str(work / "tiny.toml"), output_dir=str(work / "out")))
         executor = batch.DaskExecutor(cluster.scheduler_address)
