@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import pickle
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
