@@ -541,9 +541,10 @@ class EncodeResult:
     title: Title
     units: list[UnitResult] = field(default_factory=list)
     executor: str = ""
+    assemble_s: float = 0.0  # verifying and stitching the units
 
     def to_dict(self) -> dict[str, Any]:
-        return {"executor": self.executor, "units": [u.to_dict() for u in self.units]}
+        return {"executor": self.executor, "assemble_s": round(self.assemble_s, 3), "units": [u.to_dict() for u in self.units]}
 
 
 def encode_title(
@@ -650,8 +651,9 @@ def encode_title(
     finally:
         executor.close()
     report(final=True)
+    assembling = time.monotonic()
     title = assemble(plan, units, units_root, work_dir)
-    return EncodeResult(title, [results[u.index] for u in units], executor.description)
+    return EncodeResult(title, [results[u.index] for u in units], executor.description, time.monotonic() - assembling)
 
 
 def _outcome(future, task: UnitTask) -> UnitOutcome:
