@@ -51,6 +51,15 @@ DEFAULT_CHUNK_S = 180.0
 AUTO_MIN_DURATION_S = 360.0
 
 
+# Containers with an index, where input seeking lands on the exact frame (MP4/MOV, Matroska/WebM).
+# Elsewhere (MPEG-TS, AVI...) an input seek starts decoding mid-GOP: such a title stays one unit.
+SEEKABLE_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
+
+
+def seekable(source: SourceMedia) -> bool:
+    return bool(set(source.format_name.split(",")) & SEEKABLE_FORMATS)
+
+
 def resolve_chunking(chunk_s: float | None, duration_s: float) -> Chunking:
     """chunk_s None: automatic (one unit below AUTO_MIN_DURATION_S); 0: never chunk."""
     if chunk_s is None:
@@ -66,7 +75,7 @@ def plan_work(source: SourceMedia, plan: LadderPlan, chunking: Chunking) -> list
     """The units of one title: whole segments per unit, a pre-roll and a tail around each."""
     fps = plan.base_fps
     whole = [WorkUnit(0, "title", fps=fps)]
-    if not plan.video or fps is None or not chunking.chunk_s:
+    if not plan.video or fps is None or not chunking.chunk_s or not seekable(source):
         return whole
     seg_frames = plan.gop_frames * plan.segment_gops
     total_frames = int(Fraction(source.duration_s).limit_denominator(1_000_000) * fps)

@@ -294,3 +294,12 @@ def test_a_killed_run_resumes_from_its_finished_units_and_redoes_a_damaged_one(t
         if r["kind"] == "video":
             expected = 16 * 30 // (2 if r["frame_rate"] < 20 else 1)
             assert frame_count(out / r["id"], tmp_path) == expected
+
+
+def test_a_source_without_an_index_stays_one_unit(tiny_source: Path):
+    """Input seeking in MPEG-TS starts mid-GOP (wrong frames): such a title is never cut."""
+    source = replace(probe(str(tiny_source)), duration_s=600.0)
+    plan = plan_ladder(source, registry.load(CRF))
+    assert len(workunits.plan_work(source, plan, Chunking(chunk_s=10))) > 2
+    ts = replace(source, format_name="mpegts")
+    assert [u.kind for u in workunits.plan_work(ts, plan, Chunking(chunk_s=10))] == ["title"]
