@@ -7,7 +7,7 @@
 Every stream of a unit goes to one output: FFmpeg's dash muxer, used only as a CMAF segmenter (one
 moof per GOP, no edit lists). Its own MPD is thrown away; the manifests are written later from the
 segments' boxes (package.py). How the title is cut into units, how units run and how they are
-stitched back together is in workunits.py; `run_encode` is the entry point the pipeline calls.
+stitched back together is in workunits.py (`encode_title`, the entry point the pipeline calls).
 """
 
 from __future__ import annotations
@@ -298,12 +298,4 @@ def require_encoders(plan: LadderPlan) -> None:
     codecs.require_available({r.codec for r in plan.video} | {a.codec for a in plan.audio})
 
 
-def run_encode(source: SourceMedia, plan: LadderPlan, work_dir: str, **kwargs):
-    """Encode every rendition into `work_dir/<rendition id>/` (init.mp4 + seg_NNNNN.m4s) through
-    work units; see workunits.encode_title for the options."""
-    from abrpipe import workunits
-
-    return workunits.encode_title(source, plan, work_dir, **kwargs)
-
-
-__all__ = ["EncodeCommand", "build_commands", "unit_commands", "run_encode", "source_filters", "tools"]
+__all__ = ["EncodeCommand", "build_commands", "unit_commands", "source_filters", "tools"]

@@ -10,6 +10,42 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from abrpipe.units import format_kbps
+
+# What a profile asks for, one rung at a time (parsed and checked by profile.py).
+
+
+@dataclass(frozen=True)
+class VideoRungSpec:
+    height: int
+    width: int | None  # None: from the source's aspect ratio
+    bitrate_kbps: int
+    maxrate_kbps: int
+    bufsize_kbps: int
+    codec: str
+    rate_control: str | None = None  # vbr, crf (capped CRF) or 2pass; None: the profile's
+    crf: int | None = None  # for capped CRF; None: the profile's crf
+    max_fps: float | None = None
+    codec_profile: str | None = None
+    level: str | None = None
+
+    @property
+    def label(self) -> str:
+        size = f"{self.width}x{self.height}" if self.width else f"{self.height}p"
+        return f"{self.codec} {size} @ {format_kbps(self.bitrate_kbps)}"
+
+
+@dataclass(frozen=True)
+class AudioRungSpec:
+    codec: str
+    bitrate_kbps: int
+    channels: int
+    sample_rate: int = 48000
+
+    @property
+    def label(self) -> str:
+        return f"{self.codec} {format_kbps(self.bitrate_kbps)} {self.channels}ch"
+
 
 @dataclass(frozen=True)
 class PlannedRung:

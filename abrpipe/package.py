@@ -80,7 +80,7 @@ def _family(codecs_module, codec: str) -> str:
 
 def write_manifests(work_dir: str, title: Title, plan: LadderPlan) -> list[str]:
     """Write every playlist and the MPD into work_dir; return the names written (manifests last)."""
-    from abrpipe import dash, hls
+    from abrpipe import dash, hls  # the writers import the model, not this module
 
     written = []
     if "hls" in plan.outputs:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abrpipe import __version__, encode, layout, package, publish, stages, workunits
+from abrpipe import __version__, layout, package, publish, stages, workunits
 from abrpipe.errors import AbrpipeError, EncodeError, InputError, Interrupted, OutputError, ValidationFailed
 from abrpipe.layout import LOG_DIR, RECORD_NAME
 from abrpipe.model import LadderPlan, Rendition, Title
@@ -122,7 +122,7 @@ def run_job(
     try:
         emit(Event("encode", f"{len(result.plan.video)} video + {len(result.plan.audio)} audio renditions"))
         try:
-            result.encode = encode.run_encode(
+            result.encode = workunits.encode_title(
                 result.source, result.plan, work,
                 units_root=layout.units_dir(job.output),
                 chunking=workunits.resolve_chunking(job.chunk_s, result.source.duration_s),
