@@ -60,6 +60,19 @@ def seekable(source: SourceMedia) -> bool:
     return bool(set(source.format_name.split(",")) & SEEKABLE_FORMATS)
 
 
+def chunkable(source: SourceMedia, plan: LadderPlan) -> str | None:
+    """None when the title can be cut into units, else why it stays one unit."""
+    if not plan.video or plan.base_fps is None:
+        return "audio-only ladders are one unit"
+    if not seekable(source):
+        return f"{source.format_name} has no index: seeking into it is not frame-exact"
+    if any(r.rate_control == "2pass" for r in plan.video):
+        # x264 derives the PPS's initial QP from the first pass of each unit: the units' init
+        # segments would differ, and one rendition has one init segment.
+        return "two-pass rungs give every unit its own init segment"
+    return None
+
+
 def resolve_chunking(chunk_s: float | None, duration_s: float) -> Chunking:
     """chunk_s None: automatic (one unit below AUTO_MIN_DURATION_S); 0: never chunk."""
     if chunk_s is None:
@@ -75,7 +88,7 @@ def plan_work(source: SourceMedia, plan: LadderPlan, chunking: Chunking) -> list
     """The units of one title: whole segments per unit, a pre-roll and a tail around each."""
     fps = plan.base_fps
     whole = [WorkUnit(0, "title", fps=fps)]
-    if not plan.video or fps is None or not chunking.chunk_s or not seekable(source):
+    if fps is None or not chunking.chunk_s or chunkable(source, plan) is not None:
         return whole
     seg_frames = plan.gop_frames * plan.segment_gops
     total_frames = int(Fraction(source.duration_s).limit_denominator(1_000_000) * fps)
@@ -571,7 +584,11 @@ def encode_title(
 ) -> EncodeResult:
     """plan_work -> execute (reusing finished units) -> assemble, into work_dir."""
     require_encoders(plan)
-    units = plan_work(source, plan, chunking or Chunking())
+    chunking = chunking or Chunking()
+    units = plan_work(source, plan, chunking)
+    why_whole = chunkable(source, plan)
+    if chunking.chunk_s and why_whole and on_status:
+        on_status(f"note: encoded as one work unit: {why_whole}")
     build = tools.ffmpeg_build()
     source_id = source_identity(source.path)
     token = uuid.uuid4().hex[:12]

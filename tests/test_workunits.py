@@ -303,3 +303,12 @@ def test_a_source_without_an_index_stays_one_unit(tiny_source: Path):
     assert len(workunits.plan_work(source, plan, Chunking(chunk_s=10))) > 2
     ts = replace(source, format_name="mpegts")
     assert [u.kind for u in workunits.plan_work(ts, plan, Chunking(chunk_s=10))] == ["title"]
+
+
+def test_two_pass_ladders_stay_one_unit(tiny_source: Path):
+    """Two-pass x264 writes each unit's initial QP into the PPS: the inits would not be identical."""
+    source = replace(probe(str(tiny_source)), duration_s=600.0)
+    plan = plan_ladder(source, registry.load(CRF))
+    two_pass = replace(plan, video=tuple(replace(r, rate_control="2pass") for r in plan.video))
+    assert workunits.chunkable(source, two_pass) is not None
+    assert [u.kind for u in workunits.plan_work(source, two_pass, Chunking(chunk_s=10))] == ["title"]
