@@ -133,10 +133,22 @@ def cluster(tmp_path_factory):
         c.close()
 
 
-def _start_encode(src: Path, out: Path, cluster: Cluster, *extra: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def encoding(src: Path, out: Path, cluster: Cluster):
+    """A chunked encode on the cluster, running in the background; killed if the test leaves early."""
     args = [sys.executable, "-m", "abrpipe", "encode", str(src), "-o", str(out), "-p", CRF, "--chunk", "2",
-            "--scheduler", cluster.address, "--json", "-q", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            "--scheduler", cluster.address, "--json", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _long_source(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "src.mp4", size="426x240", rate="30", seconds=16)
 
 
 def _wait_for_ffmpeg(cluster: Cluster, proc: subprocess.Popen, timeout_s: float = 60) -> tuple[subprocess.Popen, int]:
@@ -193,18 +205,12 @@ def test_a_batch_shares_the_cluster(cluster: Cluster, tmp_path: Path):
 
 def test_a_worker_killed_mid_job_leaves_a_complete_valid_ladder(cluster: Cluster, tmp_path: Path):
     cluster.ensure_workers(2)
-    src = make_clip(tmp_path / "src.mp4", size="426x240", rate="30", seconds=16)
-    out = tmp_path / "out"
-    proc = _start_encode(src, out, cluster)
-    try:
+    src, out = _long_source(tmp_path), tmp_path / "out"
+    with encoding(src, out, cluster) as proc:
         worker, _ = _wait_for_ffmpeg(cluster, proc)
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         stdout, stderr = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, stderr
     units = json.loads(stdout)["encode"]["units"]
     assert len(units) == 8  # 7 video units (the last one 4 s: it runs to the end) and the audio
@@ -218,17 +224,11 @@ def test_a_worker_killed_mid_job_leaves_a_complete_valid_ladder(cluster: Cluster
 
 def test_sigterm_of_the_client_stops_every_unit_on_the_cluster(cluster: Cluster, tmp_path: Path):
     cluster.ensure_workers(2)
-    src = make_clip(tmp_path / "src.mp4", size="426x240", rate="30", seconds=16)
-    out = tmp_path / "out"
-    proc = _start_encode(src, out, cluster)
-    try:
+    src, out = _long_source(tmp_path), tmp_path / "out"
+    with encoding(src, out, cluster) as proc:
         _wait_for_ffmpeg(cluster, proc)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr
     assert ffmpeg_processes_under(str(src)) == []  # no ffmpeg of this job on any worker
@@ -238,32 +238,33 @@ def test_sigterm_of_the_client_stops_every_unit_on_the_cluster(cluster: Cluster,
 
 def test_a_unit_that_kills_its_workers_fails_the_job_with_one_clear_line(cluster: Cluster, tmp_path: Path):
     cluster.ensure_workers(2)
-    src = make_clip(tmp_path / "src.mp4", size="426x240", rate="30", seconds=16)
-    out = tmp_path / "out"
-    proc = _start_encode(src, out, cluster)
+    src, out = _long_source(tmp_path), tmp_path / "out"
     try:
-        worker, pid = _wait_for_ffmpeg(cluster, proc)
-        unit = os.path.basename(_cwd(pid)).split(".run-")[0]
-        assert unit.startswith("unit-")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        # the same unit, rescheduled on the other worker: kill that one too
-        other = next(w for w in cluster.workers if w is not worker)
-        deadline = time.monotonic() + 60
-        while not any(os.path.basename(_cwd(p)).startswith(unit + ".run-") for p in cluster.ffmpeg_of(other)):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        other.send_signal(signal.SIGKILL)
-        other.wait()
-        _, stderr = proc.communicate(timeout=90)
+        with encoding(src, out, cluster) as proc:
+            worker, pid = _wait_for_ffmpeg(cluster, proc)
+            unit = os.path.basename(_cwd(pid)).split(".run-")[0]
+            assert unit.startswith("unit-")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            # the same unit, rescheduled on the other worker: kill that one too
+            other = next(w for w in cluster.workers if w is not worker)
+            deadline = time.monotonic() + 60
+            while not any(os.path.basename(_cwd(p)).startswith(unit + ".run-") for p in cluster.ffmpeg_of(other)):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            other.send_signal(signal.SIGKILL)
+            other.wait()
+            _, stderr = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         cluster.ensure_workers(2)
     assert proc.returncode == 6, stderr  # ExitCode.ENCODE
     errors = [line for line in stderr.splitlines() if line.startswith("abrpipe: error:")]
     assert len(errors) == 1, stderr
-    index = int(unit.split("-")[1])
-    assert f"unit {index} ({index * 2}-{index * 2 + 2} s)" in errors[0] and "KilledWorker" in errors[0]
+    # the unit and its time range (7 video units of 2 s, the last one running to the end)
+    if unit == "unit-audio":
+        expected = "audio unit (whole title)"
+    else:
+        index = int(unit.split("-")[1])
+        expected = f"unit {index} ({index * 2}-{index * 2 + 2} s)" if index < 6 else f"unit {index} ({index * 2}-end)"
+    assert expected in errors[0] and "KilledWorker" in errors[0]
     assert not out.exists()
