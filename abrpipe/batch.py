@@ -304,6 +304,12 @@ class DaskExecutor(LocalExecutor):
     def submit(self, task: Task, on_event: Callable[[Event], None] | None = None) -> TaskFuture:
         return super().submit(replace(task, job=replace(task.job, scheduler=self.address)), on_event)
 
+    def shutdown(self, wait: bool = True) -> None:
+        from abrpipe import workunits
+
+        super().shutdown(wait)
+        workunits.close_dask_clients()
+
 
 def make_executor(workers: int, scheduler: str | None = None) -> Executor:
     if scheduler:

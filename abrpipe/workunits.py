@@ -508,11 +508,12 @@ def dask_client(address: str):
         return client
 
 
-def close_dask_clients() -> None:
+def close_dask_clients(timeout_s: float = 10.0) -> None:
+    """Close this process's scheduler connections (bounded: a dead cluster never holds up the exit)."""
     with _clients_lock:
         for client in _clients.values():
             with contextlib.suppress(Exception):
-                client.close()
+                client.close(timeout=timeout_s)
         _clients.clear()
 
 

@@ -136,7 +136,7 @@ def cluster(tmp_path_factory):
 @contextlib.contextmanager
 def encoding(src: Path, out: Path, cluster: Cluster):
     """A chunked encode on the cluster, running in the background; killed if the test leaves early."""
-    args = [sys.executable, "-m", "abrpipe", "encode", str(src), "-o", str(out), "-p", CRF, "--chunk", "2",
+    args = [sys.executable, "-X", "faulthandler", "-m", "abrpipe", "encode", str(src), "-o", str(out), "-p", CRF, "--chunk", "2",
             "--scheduler", cluster.address, "--json", "-q"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -254,7 +254,12 @@ def test_a_unit_that_kills_its_workers_fails_the_job_with_one_clear_line(cluster
                 time.sleep(0.05)
             other.send_signal(signal.SIGKILL)
             other.wait()
-            _, stderr = proc.communicate(timeout=90)
+            try:
+                _, stderr = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                _, stderr = proc.communicate(timeout=10)
+                raise AssertionError(stderr) from None
     finally:
         cluster.ensure_workers(2)
     assert proc.returncode == 6, stderr  # ExitCode.ENCODE

@@ -154,7 +154,11 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
             extra.update(pertitle_cmd.after_encode(analysis, base_profile, result, work, published_as=out, preset=preset,
                                                    report=report, allow_references=allow_references, quiet=quiet))
 
-        result = run_job(job, on_event, before_publish=add_per_title_files if analysis is not None else None)
+        try:
+            result = run_job(job, on_event, before_publish=add_per_title_files if analysis is not None else None)
+        finally:
+            if scheduler:
+                workunits.close_dask_clients()
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
         encode_report = result.encode.to_dict() if result.encode else {}
