@@ -312,3 +312,13 @@ def test_two_pass_ladders_stay_one_unit(tiny_source: Path):
     two_pass = replace(plan, video=tuple(replace(r, rate_control="2pass") for r in plan.video))
     assert workunits.chunkable(source, two_pass) is not None
     assert [u.kind for u in workunits.plan_work(source, two_pass, Chunking(chunk_s=10))] == ["title"]
+
+
+def test_one_progress_display_for_all_units(tmp_path: Path):
+    """Without a terminal: plain lines with the frames encoded and the units done/running/failed."""
+    src = make_clip(tmp_path / "in.mp4", size="320x180", rate="25", seconds=6)
+    proc = abrpipe("encode", str(src), "-o", str(tmp_path / "out"), "-p", CRF, "--chunk", "2", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("encode in.mp4:")]
+    assert lines and "[units 0/3 done, 3 running, 0 failed]" in lines[0]
+    assert lines[-1].startswith("encode in.mp4: 100.0% 150 frames") and lines[-1].endswith("[units 3/3 done, 0 running, 0 failed]")
