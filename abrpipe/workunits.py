@@ -207,6 +207,8 @@ def _worker_name() -> str:
 
 def run_unit(task: UnitTask, on_frames: Callable[[int], None] | None = None) -> UnitOutcome:
     """execute() with its failures as values: the function executors ship."""
+    if on_frames:
+        on_frames(0)  # started
     try:
         return UnitOutcome(execute(task, on_frames))
     except AbrpipeError as exc:
@@ -638,6 +640,12 @@ def encode_title(
 
     executor: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(min(workers, max(1, len(todo))))
     pending: dict[Any, UnitTask] = {}
+
+    def running() -> int:
+        # Local units say when they start (their first progress report); on a cluster every
+        # submitted unit is counted (queued on the scheduler or running on a worker).
+        return len(live) if executor.reports_frames else len(pending)
+
     try:
         for task in todo:
             def on_frames(n: int, index: int = task.unit.index) -> None:
@@ -645,7 +653,7 @@ def encode_title(
                     live[index] = n
 
             pending[executor.submit(task, on_frames)] = task
-        status.running = len(pending)
+        status.running = running()
         report()
         last_report = time.monotonic()
         while pending:
@@ -653,6 +661,7 @@ def encode_title(
             if not finished:
                 time.sleep(0.2)
                 if time.monotonic() - last_report >= 1.0:
+                    status.running = running()
                     report()
                     last_report = time.monotonic()
                 continue
@@ -662,12 +671,12 @@ def encode_title(
                 outcome = _outcome(future, task)
                 if outcome.result is None:
                     status.failed += 1
-                    status.running = len(pending)
+                    status.running = running()
                     report()
                     raise _unit_error(task, outcome)
                 results[task.unit.index] = outcome.result
                 status.done += 1
-                status.running = len(pending)
+                status.running = running()
             report()
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (the CLI turns SIGTERM into this)
         _cancel(executor, units_root, token, list(pending))
