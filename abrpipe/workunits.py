@@ -666,9 +666,12 @@ def encode_title(
                     last_report = time.monotonic()
                 continue
             for future in finished:
-                task = pending.pop(future)
-                live.pop(task.unit.index, None)
+                task = pending[future]
                 outcome = _outcome(future, task)
+                if outcome is None:  # its result was lost with its worker: the scheduler runs it again
+                    continue
+                del pending[future]
+                live.pop(task.unit.index, None)
                 if outcome.result is None:
                     status.failed += 1
                     status.running = running()
@@ -692,9 +695,13 @@ def encode_title(
     return EncodeResult(title, [results[u.index] for u in units], executor.description, time.monotonic() - assembling)
 
 
-def _outcome(future, task: UnitTask) -> UnitOutcome:
+def _outcome(future, task: UnitTask) -> UnitOutcome | None:
+    """The outcome of a finished future; None when it cannot be fetched now (on a cluster, a result
+    held by a worker that has just died is lost, and the scheduler computes it again)."""
     try:
-        return future.result()
+        return future.result(timeout=5)
+    except TimeoutError:
+        return None
     except Exception as exc:
         name = type(exc).__name__
         if name == "KilledWorker":
