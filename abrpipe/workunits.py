@@ -622,7 +622,8 @@ def encode_title(
         # Frames of the top rung finished (kept) plus those being encoded now (pre-roll included).
         top = plan.video[0].id if plan.video else None
         done = sum(r.frames.get(top, 0) for r in results.values()) if top else 0
-        return done + sum(live.values())
+        with lock:  # units' threads add to `live` while this runs
+            return done + sum(live.values())
 
     def report(final: bool = False) -> None:
         if on_status:
@@ -671,7 +672,8 @@ def encode_title(
                 if outcome is None:  # its result was lost with its worker: the scheduler runs it again
                     continue
                 del pending[future]
-                live.pop(task.unit.index, None)
+                with lock:
+                    live.pop(task.unit.index, None)
                 if outcome.result is None:
                     status.failed += 1
                     status.running = running()
