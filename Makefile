@@ -23,10 +23,10 @@ demo: ffmpeg venv $(DEMO_SRC)
 	$(ABRPIPE) encode $(DEMO_SRC) -o $(DEMO_OUT)
 	@echo "demo output: $(abspath $(DEMO_OUT))/master.m3u8 and $(abspath $(DEMO_OUT))/manifest.mpd"
 
-# Lint first (ruff + mypy); then every test, and a test whose capability (browser, S3 server, chattr +i,
-# mounting a tmpfs) is missing fails instead of skipping.
+# Lint first (ruff + mypy); then every test, and a test whose capability (browser, S3 server, Dask,
+# chattr +i, mounting a tmpfs) is missing fails instead of skipping.
 test: ffmpeg test-tools browser-deps venv lint
-	ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_S3=1 ABRPIPE_REQUIRE_CAPABILITIES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_S3=1 ABRPIPE_REQUIRE_DASK=1 ABRPIPE_REQUIRE_CAPABILITIES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: ffmpeg venv
 	$(VENV)/bin/pytest -m "not browser and not slow" $(PYTEST_ARGS)
@@ -58,7 +58,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,pertitle,vmaf,serve,s3,s3server,protect]'
+	$(PY) -m pip install --quiet -e '.[test,pertitle,vmaf,serve,s3,s3server,protect,distributed]'
 	@touch $@
 
 $(DEMO_SRC): scripts/make-sample.sh

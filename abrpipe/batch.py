@@ -13,18 +13,17 @@ on another machine that sees the same paths. Executors only move tasks and outco
   would add a layer of workers that outlive a killed parent and whose ffmpeg children the main
   process cannot reach, for isolation of the short Python stages only. The local executor still
   pickles every task it runs, so the boundary a remote executor needs is exercised by every run.
-- `DaskExecutor` submits the same tasks to a dask.distributed scheduler (`--scheduler ADDRESS` or
-  ABRPIPE_DASK_SCHEDULER) for users who outgrow one machine. Workers need abrpipe and ffmpeg, and
-  must see the inputs and outputs at the same paths (shared storage). It is only imported when
-  asked for; dask is not a dependency.
+- `DaskExecutor` drives the same tasks from this process but sends every job's work units (the
+  ffmpeg work, see workunits.py) to a dask.distributed scheduler (`--scheduler ADDRESS` or
+  ABRPIPE_DASK_SCHEDULER), so the jobs of a batch share the cluster unit by unit. Workers need
+  abrpipe and the same ffmpeg build, and must see the inputs and outputs at the same paths (shared
+  storage). dask is the optional `distributed` extra, imported only when asked for.
 
 Idempotency and resume: a job whose published record (OUT/abrpipe.json) has the same input digest,
 profile fingerprint and abrpipe version is skipped (`force` redoes it), and its report entry says
 why. A job interrupted in any way leaves at most its `OUT.partial/` work area, never a half-built
-OUT: the next run clears that area and redoes the job. Resume is per job: every rendition of a job
-comes out of one ffmpeg process (decode once, fan out), so there is no finished rendition to reuse
-from a stopped run; finer resume comes with segment-aligned chunks, which are tasks of this same
-shape.
+OUT: the next run clears that area and redoes the job, reusing the job's finished work units
+(`OUT.units/`, kept when a job is stopped or an ffmpeg fails) whose fingerprints still match.
 """
 
 from __future__ import annotations
@@ -41,10 +40,10 @@ import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from abrpipe import __version__, publish, runner
+from abrpipe import __version__, layout, publish, runner
 from abrpipe.errors import (
     AbrpipeError,
     DependencyError,
@@ -217,6 +216,7 @@ def run_task(task: Task, on_event: Callable[[Event], None] | None = None) -> Tas
             done, reason = check_up_to_date(task.job)
             if done:
                 publish.discard(publish.partial_dir(task.job.output))  # a stale work area from a stopped run
+                publish.discard(layout.units_dir(task.job.output))  # and its finished units: already published
                 with open(os.path.join(task.job.output, RECORD_NAME), encoding="utf-8") as fh:
                     return outcome("skipped", reason=reason, record=_for_report(json.load(fh)))
             reason = f"redone: {reason}" if reason != "no previous output" else ""
@@ -296,42 +296,32 @@ class LocalExecutor:
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
-class DaskExecutor:
-    """The same tasks on a dask.distributed cluster (workers share the paths of the inputs and outputs)."""
+class DaskExecutor(LocalExecutor):
+    """Jobs driven from this process, their work units encoded on a dask.distributed cluster:
+    every job's units share the cluster's workers (see workunits.DaskPool). Probe, plan, stitching,
+    packaging, validation and publishing stay here; only ffmpeg work travels."""
 
-    streams_events = False
+    def __init__(self, address: str, workers: int = 1) -> None:
+        from abrpipe import workunits
 
-    def __init__(self, address: str) -> None:
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise DependencyError(
-                "--scheduler needs dask.distributed, which is not installed",
-                hint="pip install 'dask[distributed]' (on this machine and every worker), or run without --scheduler",
-            ) from None
-        try:
-            self._client = Client(address, set_as_default=False, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise DependencyError(f"cannot reach the dask scheduler at {address} ({exc})") from None
-        self.description = f"dask ({address})"
-        self._futures: list[Any] = []
+        workunits.dask_client(address)  # an unreachable scheduler or a missing dask fails now, once
+        super().__init__(workers)
+        self.address = address
+        self.description = f"dask ({address}), {self.workers} job(s) at a time"
 
     def submit(self, task: Task, on_event: Callable[[Event], None] | None = None) -> TaskFuture:
-        future = self._client.submit(run_task, task, pure=False, key=f"abrpipe-{task.name}-{task.attempt}-{time.time_ns()}")
-        self._futures.append(future)
-        return future
-
-    def cancel_all(self) -> None:
-        for future in self._futures:
-            future.cancel()
+        return super().submit(replace(task, job=replace(task.job, scheduler=self.address)), on_event)
 
     def shutdown(self, wait: bool = True) -> None:
-        self._client.close()
+        from abrpipe import workunits
+
+        super().shutdown(wait)
+        workunits.close_dask_clients()
 
 
 def make_executor(workers: int, scheduler: str | None = None) -> Executor:
     if scheduler:
-        return DaskExecutor(scheduler)
+        return DaskExecutor(scheduler, workers)
     return LocalExecutor(workers)
 
 

@@ -21,9 +21,8 @@ from abrpipe import plugins, runner, tools
 from abrpipe.errors import DependencyError, EncodeError, OutputError
 
 if TYPE_CHECKING:
+    from abrpipe.model import AudioRungSpec, LadderPlan, PlannedAudio, PlannedRung, VideoRungSpec
     from abrpipe.mp4 import TrackInfo
-    from abrpipe.plan import LadderPlan, PlannedAudio, PlannedRung
-    from abrpipe.profile import AudioRungSpec, VideoRungSpec
 
 Options = dict[str, str]
 ENTRY_POINT_GROUP = "abrpipe.encoders"

@@ -24,8 +24,9 @@ from mpegdash.nodes import (
 )
 from mpegdash.parser import MPEGDASHParser
 
-from abrpipe.encode import INIT_NAME
-from abrpipe.package import MPD_NAME, Rendition, TextTrack, Title
+from abrpipe import layout
+from abrpipe.layout import INIT_NAME, MPD_NAME
+from abrpipe.model import Rendition, TextTrack, Title
 from abrpipe.thumbnails import SHEET_TEMPLATE, ImageTrack
 from abrpipe.units import format_rate
 
@@ -65,7 +66,7 @@ def _template(r: Rendition) -> SegmentTemplate:
     t = SegmentTemplate()
     t.timescale = r.timescale
     t.initialization = f"{r.id}/{INIT_NAME}"
-    t.media = f"{r.id}/seg_$Number%05d$.m4s"
+    t.media = f"{r.id}/{layout.SEGMENT_PREFIX}$Number%0{layout.SEGMENT_DIGITS}d${layout.SEGMENT_SUFFIX}"
     t.start_number = 1
     t.segment_timelines = [_timeline(r)]
     return t

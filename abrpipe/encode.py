@@ -1,52 +1,53 @@
-"""encode: one FFmpeg process decodes the source once and fans out to every rung.
+"""encode: the commands of one work unit. One FFmpeg process decodes its range once and fans out:
 
     [0:v] -> (deinterlace) -> (tone-map) -> fps (constant grid) -> format yuv420p -> split=N
            -> per rung: (fps /d) -> scale WxH -> setsar 1 -> encoder -> fMP4 segments
     [0:a:K] -> aresample -> encoder (once per audio rung, shared by every video variant)
 
-All streams go to one output: FFmpeg's dash muxer, used only as a CMAF segmenter (one moof per GOP,
-no edit lists). Its own MPD is thrown away; the manifests are written later from the segments'
-boxes (package.py).
+Every stream of a unit goes to one output: FFmpeg's dash muxer, used only as a CMAF segmenter (one
+moof per GOP, no edit lists). Its own MPD is thrown away; the manifests are written later from the
+segments' boxes (package.py). How the title is cut into units, how units run and how they are
+stitched back together is in workunits.py (`encode_title`, the entry point the pipeline calls).
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from fractions import Fraction
 
 import ffmpeg
 
-from abrpipe import codecs, runner, thumbnails, tools
-from abrpipe.plan import LadderPlan, PlannedAudio, PlannedRung
+from abrpipe import codecs, layout, runner, thumbnails, tools
+from abrpipe.layout import INIT_NAME, MUXER_MANIFEST, STREAM_DIR  # noqa: F401  (re-exported)
+from abrpipe.model import LadderPlan, PlannedAudio, PlannedRung, WorkUnit
 from abrpipe.probe import SourceMedia
-from abrpipe.runner import Progress
-
-INIT_NAME = "init.mp4"
-MUXER_MANIFEST = "segmenter.mpd"  # the segmenter's own MPD: discarded after the encode
-STREAM_DIR = "stream"  # ffmpeg writes output stream N into streamN/, renamed to the rendition id
 
 
 @dataclass(frozen=True)
 class EncodeCommand:
     argv: list[str]
     label: str  # "encode", "analysis pass", ...
-    weight: float  # share of the total work, for one progress bar over several passes
+    weight: float  # share of the unit's work, for one progress figure over several passes
     cwd: str
+    dirs: tuple[str, ...] = ()  # folders (relative to cwd) the command writes into
 
     def shell(self) -> str:
-        return f"cd {shlex.quote(self.cwd)} && {shlex.join(self.argv)}"
+        """A shell line that runs as printed: it creates the folders ffmpeg writes into first."""
+        mkdir = shlex.join(["mkdir", "-p", self.cwd, *(f"{self.cwd}/{d}" for d in self.dirs)])
+        return f"{mkdir} && cd {shlex.quote(self.cwd)} && {shlex.join(self.argv)}"
 
 
-def _video_graph(source: SourceMedia, plan: LadderPlan, *, thumbnails: bool = False):
-    """The decoded video, once, as one stream per rung (plus, with `thumbnails`, the thumbnail
+def _video_graph(source: SourceMedia, plan: LadderPlan, input_options: dict[str, str] | None = None, *,
+                 with_thumbnails: bool = False):
+    """The decoded video, once, as one stream per rung (plus, with `with_thumbnails`, the thumbnail
     branch, last)."""
     assert source.video is not None and plan.base_fps is not None
     device_options = {k: v for r in plan.video for k, v in _video_encoder(r).input_options().items()}
-    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=source.protocol_whitelist, **device_options)
+    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=source.protocol_whitelist, **(input_options or {}),
+                       **device_options)
     v = apply_filters(inp[str(source.video.index)], source_filters(plan))
-    count = len(plan.video) + (1 if thumbnails else 0)
+    count = len(plan.video) + (1 if with_thumbnails else 0)
     branches = [v] if count == 1 else [v.filter_multi_output("split", count).stream(i) for i in range(count)]
     extra = branches[len(plan.video):]
     branches = branches[: len(plan.video)]
@@ -114,9 +115,9 @@ def segmenter_options(plan: LadderPlan) -> dict[str, str]:
         "seg_duration": f"{plan.segment_s or 6.0:.6f}",
         "use_template": "1",
         "use_timeline": "1",
-        # Output stream N goes to streamN/ (renamed to its rendition id afterwards).
-        "init_seg_name": f"{STREAM_DIR}$RepresentationID$/{INIT_NAME}",
-        "media_seg_name": f"{STREAM_DIR}$RepresentationID$/seg_$Number%05d$.m4s",
+        # Output stream N goes to streamN/ (renamed to its rendition id when the unit is finished).
+        "init_seg_name": layout.muxer_init_template("video" if plan.video else "audio"),
+        "media_seg_name": layout.muxer_segment_template("video" if plan.video else "audio"),
         # No edit list, negative composition offsets instead: the first frame presents at tfdt, so
         # the boxes, the HLS playlists and DASH's SegmentTimeline agree exactly (CMAF style).
         "format_options": "movflags=+negative_cts_offsets:use_editlist=0",
@@ -153,7 +154,7 @@ def video_options(rung: PlannedRung, plan: LadderPlan, pass_no: int | None) -> d
     opts.update(plan.options_for(rung.codec))
     if pass_no and rung.rate_control == "2pass":
         # Each encoder says how it takes a pass number and its statistics file (x265 differs).
-        opts = encoder.two_pass_options(opts, rung, pass_no, f"{rung.id}.passlog")
+        opts = encoder.two_pass_options(opts, rung, pass_no, layout.pass_log_prefix(rung.id))
     return opts
 
 
@@ -165,13 +166,7 @@ def _audio_options(audio: PlannedAudio, plan: LadderPlan) -> dict[str, str]:
     return opts
 
 
-GLOBAL_ARGS = [
-    "-hide_banner",
-    "-nostdin",  # never read the terminal: ffmpeg runs unattended
-    "-v", "error",
-    "-progress", "pipe:1",  # key=value progress blocks on stdout, read by the runner
-    "-nostats",
-]
+GLOBAL_ARGS = list(runner.FFMPEG_GLOBAL_ARGS)  # kept for callers that compile their own commands
 
 
 def _audio_streams(inp, plan: LadderPlan) -> list:
@@ -186,41 +181,97 @@ def _audio_streams(inp, plan: LadderPlan) -> list:
     return [branches[p].pop(0) for p in positions]
 
 
-def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list[EncodeCommand]:
-    """The exact ffmpeg command(s) of a job; run in `work_dir` with relative output names."""
-    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=source.protocol_whitelist)
-    streams, options = [], {}
-    two_pass_rungs = tuple(r for r in plan.video if r.rate_control == "2pass")
-    two_pass = bool(two_pass_rungs)
-    extra_outputs = []
-    if plan.video:
-        inp, video_streams = _video_graph(source, plan, thumbnails=plan.thumbnails is not None)
-        if plan.thumbnails is not None:
-            extra_outputs.append(thumbnail_output(video_streams.pop(), plan))
-        for n, (rung, stream) in enumerate(zip(plan.video, video_streams, strict=True)):
-            streams.append(stream)
+
+def _seconds(t: Fraction) -> str:
+    """A time for ffmpeg's command line, to the microsecond (ffmpeg's own resolution)."""
+    return f"{float(t):.6f}"
+
+
+def unit_commands(source: SourceMedia, plan: LadderPlan, unit: WorkUnit, unit_dir: str) -> list[EncodeCommand]:
+    """The exact ffmpeg command(s) of one work unit; they run in `unit_dir` with relative names.
+
+    - "title": the whole title, video and audio, in one process (decode once, fan out).
+    - "video": frames [start - preroll, end + tail) of the base grid, every rung; segments come out
+      numbered from 1 in this unit and on the title's timeline (tfdt, mfhd), ready to be renumbered.
+    - "audio": every audio rendition of the whole title (AAC priming and segment lengths make audio
+      joins audible and uneven, so audio is never cut).
+    """
+    video = plan.video if unit.kind in ("title", "video") else ()
+    audio = plan.audio if unit.kind in ("title", "audio") else ()
+    input_options: dict[str, str] = {}
+    output_options: dict[str, str] = {}
+    seg_opts = segmenter_options(plan)
+    if unit.kind == "video":
+        assert plan.base_fps is not None
+        fps = plan.base_fps
+        first = unit.start_frame - unit.preroll_frames
+        start = Fraction(first) / fps
+        # Input seeking on the source's own timeline: exact on indexed (MP4/MOV) sources, and a
+        # quarter of a frame early so that rounding never loses the unit's first frame.
+        seek = max(Fraction(0), start - Fraction(1, 4) / fps)
+        if seek > 0:
+            input_options["ss"] = _seconds(seek)
+        if unit.end_frame is not None:
+            total = unit.end_frame + unit.tail_frames - first
+            # Stop decoding just after the last frame of the tail; -frames below cuts exactly.
+            input_options["t"] = _seconds(Fraction(total + 1) / fps)
+            for n, rung in enumerate(video):
+                output_options[f"frames:v:{n}"] = str(total // rung.fps_divisor)  # frame-exact length per rung
+        # The unit's timestamps start at 0; put them at their place in the title.
+        output_options["output_ts_offset"] = _seconds(start)
+        # Keep the first unit on the same timeline as the others (the default shifts only a unit
+        # whose B-frame decode times start below 0, which would overlap its successor by 2 frames).
+        output_options["avoid_negative_ts"] = "disabled"
+        fragments_before = (unit.first_segment - 1 - unit.preroll_frames // (plan.gop_frames * plan.segment_gops)) * plan.segment_gops
+        seg_opts["format_options"] = ":".join([
+            # frag_discont: the first fragment's tfdt is its absolute time, not 0 (movenc writes
+            # tfdt relative to the first packet otherwise); negative_cts_offsets/use_editlist=0:
+            # the same box layout on every ffmpeg version; fragment_index: mfhd continues the title's.
+            "movflags=+negative_cts_offsets+frag_discont",
+            "use_editlist=0",
+            f"fragment_index={fragments_before + 1}",
+        ])
+    inp = ffmpeg.input(source.ffmpeg_url, protocol_whitelist=source.protocol_whitelist, **input_options)
+    outputs = []
+    two_pass = any(r.rate_control == "2pass" for r in video)
+    # Thumbnails are one more branch of the decode of a whole title (a title with thumbnails is one unit).
+    sheets = unit.kind == "title" and plan.thumbnails is not None and bool(video)
+    if video:
+        inp, video_streams = _video_graph(source, plan, input_options, with_thumbnails=sheets)
+        thumbnail_branch = video_streams.pop() if sheets else None
+        options: dict[str, str] = {}
+        for n, rung in enumerate(video):
             options.update(_per_stream(video_options(rung, plan, 2 if two_pass else None), "v", n))
-    for n, (audio, stream) in enumerate(zip(plan.audio, _audio_streams(inp, plan), strict=True)):
-        streams.append(stream)
-        options.update(_per_stream(_audio_options(audio, plan), "a", n))
-    main = ffmpeg.output(*streams, MUXER_MANIFEST, **options, **segmenter_options(plan))
-    if extra_outputs:
-        main = ffmpeg.merge_outputs(main, *extra_outputs)  # one process, one decode, several outputs
+        outputs.append(ffmpeg.output(*video_streams, MUXER_MANIFEST, **options, **output_options, **seg_opts))
+        if thumbnail_branch is not None:
+            outputs.append(thumbnail_output(thumbnail_branch, plan))
+    if audio:
+        # Audio has an output (segmenter) of its own, in the same process when the unit also has
+        # video: its segments are then the same whether the title is one unit or many.
+        audio_options: dict[str, str] = {}
+        for n, a in enumerate(audio):
+            audio_options.update(_per_stream(_audio_options(a, plan), "a", n))
+        outputs.append(ffmpeg.output(*_audio_streams(inp, plan), layout.AUDIO_MUXER_MANIFEST, **audio_options,
+                                     **segmenter_options(_audio_only(plan))))
+    main = outputs[0] if len(outputs) == 1 else ffmpeg.merge_outputs(*outputs)
+    dirs = tuple(layout.stream_dir(n) for n in range(len(video))) + tuple(layout.stream_dir(n, "audio") for n in range(len(audio)))
+    if sheets:
+        dirs += (thumbnails.THUMBNAIL_DIR,)  # ffmpeg's image2 muxer does not create folders
     commands = []
     if two_pass:
         # The analysis pass encodes the two-pass rungs and throws the video away. The other rungs
         # stay as (unencoded) streams so that every rung keeps its stream index, which names
         # FFmpeg's statistics files.
-        _, first_streams = _video_graph(source, plan)
+        _, first_streams = _video_graph(source, plan, input_options)
         first_options: dict[str, str] = {"format": "null"}
-        for n, rung in enumerate(plan.video):
+        for n, rung in enumerate(video):
             skip = {"c:v": "wrapped_avframe"}  # hands frames to the null muxer without encoding
             first_options.update(_per_stream(video_options(rung, plan, 1) if rung.rate_control == "2pass" else skip, "v", n))
-        first = ffmpeg.output(*first_streams, os.devnull, **first_options)
-        argv = first.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
-        commands.append(EncodeCommand(argv, "analysis pass", 0.4, work_dir))
-    argv = main.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=tools.ffmpeg_path())
-    commands.append(EncodeCommand(argv, "encode", 0.6 if two_pass else 1.0, work_dir))
+            if f"frames:v:{n}" in output_options:
+                first_options[f"frames:v:{n}"] = output_options[f"frames:v:{n}"]
+        first = ffmpeg.output(*first_streams, "/dev/null", **first_options)
+        commands.append(EncodeCommand(_compile(first), "analysis pass", 0.4, unit_dir))
+    commands.append(EncodeCommand(_compile(main), "encode", 0.6 if two_pass else 1.0, unit_dir, dirs))
     return commands
 
 
@@ -231,39 +282,41 @@ def thumbnail_output(branch, plan: LadderPlan):
     return ffmpeg.output(sheets, thumbnails.output_path(), **thumbnails.output_options())
 
 
+def _audio_only(plan: LadderPlan) -> LadderPlan:
+    from dataclasses import replace
+
+    return replace(plan, video=())
+
+
+def _compile(node) -> list[str]:
+    """ffmpeg-python builds the arguments; the runner adds the executable and its global flags."""
+    return runner.ffmpeg_argv(node.get_args())
+
+
+def unit_rendition_ids(plan: LadderPlan, unit: WorkUnit) -> list[str]:
+    """Rendition ids in the unit's output stream order (video rungs, then audio)."""
+    return [rid for rid, _ in unit_streams(plan, unit)]
+
+
+def unit_streams(plan: LadderPlan, unit: WorkUnit) -> list[tuple[str, str]]:
+    """(rendition id, the folder ffmpeg writes it into) for every output stream of a unit."""
+    video = [(r.id, layout.stream_dir(n)) for n, r in enumerate(plan.video)] if unit.kind in ("title", "video") else []
+    audio = [(a.id, layout.stream_dir(n, "audio")) for n, a in enumerate(plan.audio)] if unit.kind in ("title", "audio") else []
+    return video + audio
+
+
 def rendition_ids(plan: LadderPlan) -> list[str]:
     """Rendition ids in output stream order (video rungs, then audio)."""
     return [r.id for r in plan.video] + [a.id for a in plan.audio]
 
 
-def run_encode(
-    source: SourceMedia,
-    plan: LadderPlan,
-    work_dir: str,
-    *,
-    on_progress: Callable[[Progress], None] | None = None,
-    log_dir: str | None = None,
-) -> None:
-    """Encode every rendition into `work_dir/<rendition id>/` (init.mp4 + seg_NNNNN.m4s)."""
-    codecs.require_available({r.codec for r in plan.video} | {a.codec for a in plan.audio})
-    ids = rendition_ids(plan)
-    for n in range(len(ids)):
-        os.makedirs(os.path.join(work_dir, f"{STREAM_DIR}{n}"), exist_ok=True)
-    if plan.thumbnails is not None:
-        os.makedirs(os.path.join(work_dir, thumbnails.THUMBNAIL_DIR), exist_ok=True)
-    commands = build_commands(source, plan, work_dir)
-    done = 0.0
-    for command in commands:
-        def scaled(p: Progress, base=done, weight=command.weight) -> None:
-            if on_progress:
-                fraction = p.fraction or 0.0
-                on_progress(replace(p, out_time_s=(base + weight * fraction) * source.duration_s, done=p.done and base + weight >= 0.999))
+def build_commands(source: SourceMedia, plan: LadderPlan, work_dir: str) -> list[EncodeCommand]:
+    """The command(s) of a whole-title, one-unit encode (run in `work_dir`)."""
+    return unit_commands(source, plan, WorkUnit(0, "title", fps=plan.base_fps), work_dir)
 
-        log_path = os.path.join(log_dir, f"ffmpeg-{command.label.replace(' ', '-')}.log") if log_dir else None
-        runner.run(command.argv, duration_s=source.duration_s, on_progress=scaled, log_path=log_path, cwd=command.cwd)
-        done += command.weight
-    for n, rendition in enumerate(ids):
-        os.rename(os.path.join(work_dir, f"{STREAM_DIR}{n}"), os.path.join(work_dir, rendition))
-    for name in os.listdir(work_dir):  # the segmenter's MPD and two-pass statistics are not published
-        if name == MUXER_MANIFEST or ".passlog" in name:
-            os.remove(os.path.join(work_dir, name))
+
+def require_encoders(plan: LadderPlan) -> None:
+    codecs.require_available({r.codec for r in plan.video} | {a.codec for a in plan.audio})
+
+
+__all__ = ["EncodeCommand", "build_commands", "unit_commands", "source_filters", "tools"]

@@ -9,17 +9,9 @@ from typing import Any
 
 import m3u8
 
-from abrpipe.encode import INIT_NAME
 from abrpipe.hls_ts import TS_MASTER
-from abrpipe.package import (
-    IFRAME_PLAYLIST,
-    MASTER_NAME,
-    MEDIA_PLAYLIST,
-    Rendition,
-    TextTrack,
-    Title,
-    target_duration,
-)
+from abrpipe.layout import IFRAME_PLAYLIST, INIT_NAME, MASTER_NAME, MEDIA_PLAYLIST
+from abrpipe.model import Rendition, TextTrack, Title, target_duration
 from abrpipe.thumbnails import IMAGE_PLAYLIST, ImageTrack
 
 HLS_VERSION = 7  # fMP4 segments with EXT-X-MAP in media playlists (RFC 8216 section 7)

@@ -68,7 +68,7 @@ def _segment_list(rendition, list_dir: str) -> str:
     """Writes the list of one rendition's init + segments (paths relative to the work area) for
     FFmpeg's concatf protocol, which reads them as one fragmented MP4; a file, not the command line,
     so that a long title's thousands of segments never hit the argument length limit."""
-    from abrpipe.encode import INIT_NAME
+    from abrpipe.layout import INIT_NAME
 
     path = os.path.join(list_dir, f"ts-{rendition.id}.list")
     with open(path, "w", encoding="utf-8") as fh:
@@ -88,7 +88,7 @@ def _demuxed_start_ticks(work_dir: str, video) -> int:
     With B-frames and negative composition offsets (no edit list), the demuxer shifts presentation
     times by the largest negative offset; the audio is delayed by the same amount in the remux, so
     that audio and video keep the sync the CMAF segments have."""
-    from abrpipe.encode import INIT_NAME
+    from abrpipe.layout import INIT_NAME
 
     argv = [
         tools.ffprobe_path(), "-v", "error",

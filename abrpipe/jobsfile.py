@@ -42,9 +42,9 @@ from typing import Any
 
 from abrpipe import registry, storage, subtitles
 from abrpipe.errors import InputError, OutputError, ProfileError
+from abrpipe.layout import PARTIAL_SUFFIX, UNITS_SUFFIX
 from abrpipe.pipeline import Job, default_output
 from abrpipe.profile import Profile
-from abrpipe.publish import PARTIAL_SUFFIX
 
 SCHEMA_VERSION = 1
 JOBS_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -565,7 +565,7 @@ def _unique_names(names: list[str]) -> list[str]:
 def _check_conflicts(built: list[tuple[_Spec, str, str, Job]], problems: _Problems) -> None:
     """No two jobs write the same output, or into each other's output or work area; no output
     replaces a directory that holds an input of the batch."""
-    areas = [(spec, (out, out + PARTIAL_SUFFIX)) for spec, _, out, _ in built]
+    areas = [(spec, (out, out + PARTIAL_SUFFIX, out + UNITS_SUFFIX)) for spec, _, out, _ in built]
     for a in range(len(areas)):
         spec_a, paths_a = areas[a]
         for b in range(a + 1, len(areas)):

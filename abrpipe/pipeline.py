@@ -16,21 +16,22 @@ from typing import Any
 
 from abrpipe import (  # noqa: F401  (protect and text_stage register their stages)
     __version__,
-    encode,
+    layout,
     package,
     protect,
     publish,
     stages,
     storage,
     text_stage,
+    workunits,
 )
-from abrpipe.errors import AbrpipeError, InputError, Interrupted, OutputError, ValidationFailed
-from abrpipe.plan import LadderPlan, plan_ladder
+from abrpipe.errors import AbrpipeError, EncodeError, InputError, Interrupted, OutputError, ValidationFailed
+from abrpipe.layout import LOG_DIR, RECORD_NAME
+from abrpipe.model import LadderPlan, Rendition, Title
+from abrpipe.plan import plan_ladder
 from abrpipe.probe import SourceMedia, probe
 from abrpipe.profile import Profile
 from abrpipe.runner import Progress
-
-RECORD_NAME = "abrpipe.json"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Job:
     # Content protection (abrpipe.protect): scheme, key file paths, signalling options. Never a
     # key: keys travel by a 0600 file or the environment, so a Job can be logged or pickled.
     protection: Any = None
+    chunk_s: float | None = None  # work-unit length; None: automatic (short titles are one unit), 0: one unit
+    workers: int = 1  # local units at a time (without a scheduler)
+    scheduler: str | None = None  # dask.distributed scheduler address: units run on its workers
 
     def effective_profile(self) -> Profile:
         return replace(self.profile, preset=self.preset) if self.preset else self.profile
@@ -67,7 +71,8 @@ class JobResult:
     job: Job
     source: SourceMedia | None = None
     plan: LadderPlan | None = None
-    title: package.Title | None = None
+    title: Title | None = None
+    encode: workunits.EncodeResult | None = None
     validation: Any = None
     timings_s: dict[str, float] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
@@ -163,18 +168,26 @@ def run_job(
     result.source, result.plan = prepare_job(job, on_event)
     lap("probe_plan")
     work = target.prepare()
-    log_dir = os.path.join(work, ".logs")
+    # Finished work units live beside the work area, so that a crashed run's are found again.
+    units_root = layout.units_dir(work.removesuffix(layout.PARTIAL_SUFFIX))
+    log_dir = os.path.join(work, LOG_DIR)
     os.makedirs(log_dir)
     ok = False
     try:
         emit(Event("encode", f"{len(result.plan.video)} video + {len(result.plan.audio)} audio renditions"))
         try:
-            encode.run_encode(
-                result.source, result.plan, work, on_progress=lambda p: emit(Event("encode", progress=p)), log_dir=log_dir
+            result.encode = workunits.encode_title(
+                result.source, result.plan, work,
+                units_root=units_root,
+                chunking=workunits.resolve_chunking(job.chunk_s, result.source.duration_s),
+                workers=job.workers, scheduler=job.scheduler,
+                on_progress=lambda p: emit(Event("encode", progress=p)),
+                on_status=lambda line: emit(Event("encode", line)),
+                log_dir=log_dir,
             )
             lap("encode")
             emit(Event("package"))
-            result.title = package.read_title(work, result.plan)
+            result.title = result.encode.title
             _check_complete(job, result.source, result.title)
             for stage in stages.enabled(job):
                 emit(Event(stage.name))
@@ -207,10 +220,17 @@ def run_job(
         emit(Event("publish", job.output))
         result.published = target.publish(work, lambda m: emit(Event("publish", m)))
         target.discard(work)  # a local target renamed it away; an object store leaves the uploaded copy
+        workunits.discard_units(units_root)  # published: nothing left to resume
         lap("publish")
         ok = True
     except OSError as exc:
         raise OutputError(f"{job.output}: {exc.strerror or exc} while writing the output", hint="check free space and permissions") from None
+    except BaseException as exc:
+        # Finished work units are kept for the next run when the encode was stopped or an ffmpeg
+        # failed (resume); a bad input, a full disk or an invalid result would only repeat.
+        if not isinstance(exc, Interrupted | EncodeError | KeyboardInterrupt):
+            workunits.discard_units(units_root)
+        raise
     finally:
         if not ok:
             target.discard(work)
@@ -239,7 +259,7 @@ _SHORTFALL_RATIO = 0.2
 _SHORTFALL_MIN_S = 1.0
 
 
-def _check_complete(job: Job, source: SourceMedia, title: package.Title) -> None:
+def _check_complete(job: Job, source: SourceMedia, title: Title) -> None:
     shortfall = source.duration_s - title.duration_s
     if shortfall > max(_SHORTFALL_MIN_S, _SHORTFALL_RATIO * source.duration_s):
         raise InputError(
@@ -289,7 +309,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
     }
 
 
-def delivery_summary(title: package.Title) -> dict[str, Any]:
+def delivery_summary(title: Title) -> dict[str, Any]:
     """Thumbnails and the MPEG-TS set, when the job made them (absent otherwise)."""
     out: dict[str, Any] = {}
     if title.images:
@@ -300,7 +320,7 @@ def delivery_summary(title: package.Title) -> dict[str, Any]:
     return out
 
 
-def rendition_summary(r: package.Rendition) -> dict[str, Any]:
+def rendition_summary(r: Rendition) -> dict[str, Any]:
     return {
         "id": r.id,
         "kind": r.kind,

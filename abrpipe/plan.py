@@ -10,87 +10,18 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fractions import Fraction
 
 from abrpipe.errors import InputError
+from abrpipe.model import DroppedRung, LadderPlan, PlannedAudio, PlannedRung
 from abrpipe.probe import AudioTrack, SourceMedia
 from abrpipe.profile import AudioRungSpec, Profile, VideoRungSpec
-from abrpipe.thumbnails import ThumbnailSpec
 from abrpipe.units import format_kbps
 
 # A rung at most this much above the source is clamped to the source size instead of dropped
 # (a 853x479 source still gets its "480p" top rung, at 852x478).
 CLAMP_TOLERANCE = 1.10
-
-
-@dataclass(frozen=True)
-class PlannedRung:
-    id: str  # also the rendition's directory name
-    codec: str
-    width: int
-    height: int
-    fps: Fraction
-    fps_divisor: int  # 1, or the factor by which this rung drops frames of the base rate
-    bitrate_kbps: int
-    maxrate_kbps: int
-    bufsize_kbps: int
-    crf: int | None
-    codec_profile: str | None
-    level: str | None
-    gop_frames: int
-    rate_control: str = "vbr"  # vbr, crf (capped CRF) or 2pass
-
-
-@dataclass(frozen=True)
-class PlannedAudio:
-    id: str
-    codec: str
-    bitrate_kbps: int
-    channels: int
-    sample_rate: int
-    source_position: int  # ffmpeg's a:N
-    language: str | None
-    name: str
-    default: bool
-
-
-@dataclass(frozen=True)
-class DroppedRung:
-    label: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class LadderPlan:
-    profile_name: str
-    preset: str
-    rate_control: str
-    base_fps: Fraction | None  # the constant frame rate every rung derives from
-    gop_frames: int  # at base_fps
-    segment_gops: int
-    video: tuple[PlannedRung, ...]
-    audio: tuple[PlannedAudio, ...]
-    dropped: tuple[DroppedRung, ...]
-    deinterlace: bool
-    tonemap: bool
-    notes: tuple[str, ...]
-    outputs: tuple[str, ...]
-    encoder_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
-    audio_segment_s: float = 6.0  # segment duration of an audio-only ladder (no GOP grid to follow)
-    thumbnails: ThumbnailSpec | None = None  # sprite sheets from one more branch of the video split
-    hls_ts: bool = False  # also an MPEG-TS HLS set, remuxed from the CMAF segments
-
-    @property
-    def gop_s(self) -> float:
-        return float(self.gop_frames / self.base_fps) if self.base_fps else 0.0
-
-    @property
-    def segment_s(self) -> float:
-        return self.gop_s * self.segment_gops if self.base_fps else self.audio_segment_s
-
-    def options_for(self, codec: str) -> dict[str, str]:
-        return dict(dict(self.encoder_options).get(codec, ()))
 
 
 def plan_ladder(source: SourceMedia, profile: Profile, *, audio_tracks: str | tuple | None = None) -> LadderPlan:
@@ -239,8 +170,8 @@ def _plan_video(src_w, src_h, profile: Profile, base_fps: Fraction, divisors, go
         if scale > CLAMP_TOLERANCE:
             dropped.append(DroppedRung(spec.label, f"above the source size ({src_w}x{src_h}): abrpipe never upscales"))
             continue
-        fit_w, fit_h = (source_w, source_h) if scale > 1 else (w, h)
-        rung = planned(spec, fit_w, fit_h, divisor)
+        size = (source_w, source_h) if scale > 1 else (w, h)
+        rung = planned(spec, size[0], size[1], divisor)
         if any(r.id == rung.id for r in rungs):
             dropped.append(DroppedRung(spec.label, f"same size and bitrate as {rung.id} once fitted to the source"))
             continue

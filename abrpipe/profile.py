@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from abrpipe.errors import ProfileError
+from abrpipe.model import AudioRungSpec, VideoRungSpec  # re-exported: the rung specs belong to the model
 from abrpipe.thumbnails import ThumbnailSpec, parse_spec
 from abrpipe.units import format_kbps, parse_bitrate_kbps, parse_duration_s, parse_size
 
@@ -32,38 +33,6 @@ CONTAINERS = ("fmp4", "ts")  # "ts" is recognised only to explain why it cannot 
 WRITTEN_CONTAINER = "fmp4"  # every rendition is CMAF fMP4, shared by the HLS and DASH manifests
 CHANNELS = (1, 2, 6, 8)
 SAMPLE_RATES = (16000, 22050, 24000, 32000, 44100, 48000, 96000)
-
-
-@dataclass(frozen=True)
-class VideoRungSpec:
-    height: int
-    width: int | None  # None: from the source's aspect ratio
-    bitrate_kbps: int
-    maxrate_kbps: int
-    bufsize_kbps: int
-    codec: str
-    rate_control: str | None = None  # vbr, crf (capped CRF) or 2pass; None: the profile's
-    crf: int | None = None  # for capped CRF; None: the profile's crf
-    max_fps: float | None = None
-    codec_profile: str | None = None
-    level: str | None = None
-
-    @property
-    def label(self) -> str:
-        size = f"{self.width}x{self.height}" if self.width else f"{self.height}p"
-        return f"{self.codec} {size} @ {format_kbps(self.bitrate_kbps)}"
-
-
-@dataclass(frozen=True)
-class AudioRungSpec:
-    codec: str
-    bitrate_kbps: int
-    channels: int
-    sample_rate: int = 48000
-
-    @property
-    def label(self) -> str:
-        return f"{self.codec} {format_kbps(self.bitrate_kbps)} {self.channels}ch"
 
 
 @dataclass(frozen=True)

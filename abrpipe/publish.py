@@ -29,15 +29,16 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from abrpipe import layout
 from abrpipe.errors import OutputError
+from abrpipe.layout import PARTIAL_SUFFIX  # noqa: F401  (re-exported)
 
-PARTIAL_SUFFIX = ".partial"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
 def partial_dir(out_dir: str) -> str:
-    return os.path.abspath(out_dir).rstrip(os.sep) + PARTIAL_SUFFIX
+    return layout.partial_dir(out_dir)
 
 
 def check_writable(out_dir: str) -> None:

@@ -1,4 +1,7 @@
-"""The one place that starts processes.
+"""The one place that starts processes, and the owner of the programs it starts.
+
+It decides which ffmpeg/ffprobe executables run and with which global flags (`ffmpeg_argv`), so
+building a command never starts a process: a command is a list of strings until `run` is called.
 
 It runs ffmpeg/ffprobe without a shell, reads `-progress pipe:1` into Progress callbacks, keeps the
 tail of stderr (and the whole of it in a log file when asked), and never leaves a child behind:
@@ -13,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +25,42 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from abrpipe.errors import EncodeError, Interrupted
+from abrpipe.errors import DependencyError, EncodeError, Interrupted
+
+INSTALL_HINT = (
+    "install FFmpeg >= 5.1 (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg) "
+    "or point ABRPIPE_FFMPEG / ABRPIPE_FFPROBE at the binaries"
+)
+_ENV_VARS = {"ffmpeg": "ABRPIPE_FFMPEG", "ffprobe": "ABRPIPE_FFPROBE"}
+
+# Flags every encoding ffmpeg process gets, whatever it does.
+FFMPEG_GLOBAL_ARGS = (
+    "-hide_banner",
+    "-nostdin",  # never read the terminal: ffmpeg runs unattended
+    "-v", "error",
+    "-progress", "pipe:1",  # key=value progress blocks on stdout, read by run()
+    "-nostats",
+    "-y",  # outputs are always fresh paths of our own work area
+)
+
+
+def executable(name: str) -> str:
+    """Path of `ffmpeg` or `ffprobe`: $ABRPIPE_FFMPEG / $ABRPIPE_FFPROBE, else PATH. Starts nothing."""
+    env_var = _ENV_VARS[name]
+    configured = os.environ.get(env_var)
+    if configured:
+        if os.path.isfile(configured) and os.access(configured, os.X_OK):
+            return configured
+        raise DependencyError(f"{env_var}={configured} is not an executable file", hint=INSTALL_HINT)
+    found = shutil.which(name)
+    if not found:
+        raise DependencyError(f"{name} was not found on PATH", hint=INSTALL_HINT)
+    return found
+
+
+def ffmpeg_argv(args: list[str]) -> list[str]:
+    """The full argv of an encoding ffmpeg process: executable, global flags, then `args`."""
+    return [executable("ffmpeg"), *FFMPEG_GLOBAL_ARGS, *args]
 
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
@@ -227,8 +266,10 @@ def run(
     log_path: str | None = None,
     tail_lines: int = 20,
     cwd: str | None = None,
-) -> None:
-    """Run ffmpeg to completion. `argv` must carry `-progress pipe:1` for progress callbacks."""
+) -> float:
+    """Run ffmpeg to completion; return the CPU seconds (user + system) it used.
+    `argv` must carry `-progress pipe:1` for progress callbacks."""
+    cpu_s = 0.0
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     log = open(log_path, "w", encoding="utf-8", errors="replace") if log_path else None  # noqa: SIM115
     try:
@@ -239,7 +280,7 @@ def run(
             reader = threading.Thread(target=_drain, args=(proc.stderr, tail, log), daemon=True)
             reader.start()
             _read_progress(proc.stdout, duration_s, on_progress)
-            proc.wait()
+            cpu_s = _wait_with_usage(proc)
             reader.join(timeout=5)
     finally:
         if log:
@@ -254,6 +295,18 @@ def run(
             stderr_tail="\n".join(tail),
             log_path=log_path,
         )
+    return cpu_s
+
+
+def _wait_with_usage(proc: subprocess.Popen) -> float:
+    """Wait for the child and return its CPU time (0.0 when another thread reaped it first)."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        proc.wait()
+        return 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _drain(stream, tail: collections.deque[str], log) -> None:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from abrpipe.package import Title
-    from abrpipe.plan import LadderPlan
+    from abrpipe.model import LadderPlan, Title
     from abrpipe.probe import SourceMedia
 
 

@@ -17,9 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 from abrpipe import runner, stages, subtitles, tools
-from abrpipe.encode import INIT_NAME
 from abrpipe.errors import EncodeError, InputError
-from abrpipe.package import Rendition, TextSegment, TextTrack, Title
+from abrpipe.layout import INIT_NAME, LOG_DIR
+from abrpipe.model import Rendition, TextSegment, TextTrack, Title
 from abrpipe.probe import SAFE_PROTOCOLS, SourceMedia, SubtitleTrack
 from abrpipe.subtitles import Cue, SubtitleSpec
 
@@ -82,8 +82,9 @@ def dry_run_commands(job: Any, source: SourceMedia, work_dir: str) -> list:
     specs = source_specs(source)[0] if keeps_source_subtitles(job) else []
     if not specs:
         return []
-    log_dir = os.path.join(work_dir, ".logs")
-    return [EncodeCommand(extract_command(source, specs, log_dir), "subtitles", 0.0, work_dir)]
+    log_dir = os.path.join(work_dir, LOG_DIR)
+    # The printed command creates the log folder it writes into, so that it runs as printed.
+    return [EncodeCommand(extract_command(source, specs, log_dir), "subtitles", 0.0, work_dir, (LOG_DIR,))]
 
 
 def _track_ids(specs: list[SubtitleSpec]) -> list[str]:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import functools
-import os
+import hashlib
 import re
-import shutil
 
 from abrpipe import runner
 from abrpipe.errors import DependencyError, EncodeError
 
 MIN_FFMPEG = (5, 1)
-INSTALL_HINT = (
-    "install FFmpeg >= 5.1 (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg) "
-    "or point ABRPIPE_FFMPEG / ABRPIPE_FFPROBE at the binaries"
-)
+INSTALL_HINT = runner.INSTALL_HINT
 
 
 def _locate(name: str, env_var: str) -> str:
-    configured = os.environ.get(env_var)
-    if configured:
-        if os.path.isfile(configured) and os.access(configured, os.X_OK):
-            return configured
-        raise DependencyError(f"{env_var}={configured} is not an executable file", hint=INSTALL_HINT)
-    found = shutil.which(name)
-    if not found:
-        raise DependencyError(f"{name} was not found on PATH", hint=INSTALL_HINT)
-    return found
+    return runner.executable(name)
 
 
 @functools.cache
@@ -73,3 +61,13 @@ def ffmpeg_encoders() -> frozenset[str]:
 def ffmpeg_filters() -> frozenset[str]:
     """Names of the filters this ffmpeg build has (`ffmpeg -filters`): " TSC scale   V->V  ..."."""
     return _listing("-filters", 1, lambda p: len(p) >= 3 and "->" in p[2])
+
+
+@functools.cache
+def ffmpeg_build() -> str:
+    """Identifies this ffmpeg build: its version line and a digest of its configuration and
+    library versions. Work units encoded by different builds must not be stitched together."""
+    banner = runner.capture([ffmpeg_path(), "-hide_banner", "-version"], timeout_s=30)
+    lines = [line.strip() for line in banner.splitlines() if line.strip()]
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    return f"{lines[0] if lines else 'ffmpeg'} [{digest}]"

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -247,22 +248,22 @@ def test_backoff_doubles_and_is_capped():
     assert batch.backoff_s(30, 2.0) == batch.MAX_BACKOFF_S
 
 
-def test_dask_executor_without_dask_says_what_to_install():
-    try:
-        import dask.distributed  # noqa: F401
-    except ImportError:
-        from abrpipe.errors import DependencyError
+def test_dask_executor_without_dask_says_what_to_install(monkeypatch):
+    from abrpipe.errors import DependencyError
 
-        with pytest.raises(DependencyError, match="dask") as info:
-            batch.make_executor(1, "tcp://127.0.0.1:1")
-        assert "pip install" in (info.value.hint or "")
-    else:
-        pytest.skip("dask.distributed is installed: see test_dask_executor_runs_a_job")
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    with pytest.raises(DependencyError, match="dask") as info:
+        batch.make_executor(1, "tcp://127.0.0.1:1")
+    assert "pip install 'abrpipe[distributed]'" in (info.value.hint or "")
 
 
 @pytest.mark.slow
 def test_dask_executor_runs_a_job(work):
-    distributed = pytest.importorskip("dask.distributed")
+    from test_dask import require_dask
+
+    require_dask()
+    import dask.distributed as distributed
+
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
         jobs = jobsfile.jobs_from_patterns([str(work / "a.mp4")], BatchDefaults(profile=str(work / "tiny.toml"), output_dir=str(work / "out")))
         executor = batch.DaskExecutor(cluster.scheduler_address)

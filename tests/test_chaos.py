@@ -138,7 +138,8 @@ class Freezer:
 
 
 def _outputs(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+    # OUT.partial is a work area, OUT.units the finished work units a stopped job resumes from
+    return sorted(p for p in out.iterdir() if p.is_dir() and not p.name.endswith((".partial", ".units")))
 
 
 def _assert_all_published_valid(out: Path) -> None:

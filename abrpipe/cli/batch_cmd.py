@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import click
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from abrpipe import batch
 from abrpipe.cli.common import console_err, emit_json, endpoint_option, json_option, quiet_option
-from abrpipe.cli.encode_cmd import parse_audio_tracks
+from abrpipe.cli.encode_cmd import parse_audio_tracks, parse_chunk
 from abrpipe.errors import ExitCode
 from abrpipe.jobsfile import BatchDefaults, is_jobs_file, jobs_from_patterns, load_jobs_file
 
@@ -164,7 +165,10 @@ def summary_table(result: batch.BatchResult) -> Table:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write a JSON report (per job: status, timings, renditions, validation, every attempt's error).")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML: one test case per job, for CI.")
 @click.option("--scheduler", envvar="ABRPIPE_DASK_SCHEDULER", metavar="ADDRESS",
-              help="Run the jobs on a dask.distributed scheduler at this address (needs dask installed; shared paths).")
+              help="Encode every job's work units on the dask.distributed scheduler at this address (env ABRPIPE_DASK_SCHEDULER; "
+                   "pip install 'abrpipe[distributed]'; workers share the paths and the ffmpeg build).")
+@click.option("--chunk", "chunk", metavar="SECONDS|auto|off", default="auto", show_default=True,
+              help="Work-unit length of every job (see `abrpipe encode --chunk`).")
 @click.option("--no-validate", is_flag=True, help="Do not validate before publishing.")
 @click.option("--dash-schema", type=click.Path(exists=True, file_okay=False), envvar="ABRPIPE_DASH_SCHEMA",
               help="Directory with the MPEG-DASH XSD (DASH-MPD.xsd) to validate each MPD against.")
@@ -175,7 +179,7 @@ def summary_table(result: batch.BatchResult) -> Table:
 @quiet_option
 @click.pass_context
 def batch_cmd(ctx, sources, output_dir, profile_ref, preset, audio_tracks, allow_references, concurrency, retries,
-              retry_delay, fail_fast, force, report_path, junit_path, scheduler, no_validate, dash_schema, keep_logs,
+              retry_delay, fail_fast, force, report_path, junit_path, scheduler, chunk, no_validate, dash_schema, keep_logs,
               dry_run, endpoint, as_json, quiet):
     """Encode many titles: from a jobs file (.toml/.yaml), or from inputs and glob patterns.
 
@@ -205,6 +209,8 @@ def batch_cmd(ctx, sources, output_dir, profile_ref, preset, audio_tracks, allow
         raise click.UsageError("give one jobs file, or input files / patterns, not both")
     else:
         jobs = jobs_from_patterns(list(sources), defaults)
+    chunk_s = parse_chunk(chunk)
+    jobs = [replace(j, job=replace(j.job, chunk_s=chunk_s)) for j in jobs]
 
     if dry_run:
         _dry_run(jobs, force, as_json)

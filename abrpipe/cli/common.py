@@ -54,6 +54,7 @@ class ProgressDisplay:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._last_line = 0.0
+        self._detail = ""
 
     def __enter__(self) -> ProgressDisplay:
         if not self.quiet and self.console.is_terminal:
@@ -78,6 +79,12 @@ class ProgressDisplay:
         if not self.quiet:
             self.console.print(text, highlight=False, markup=False)
 
+    def detail(self, text: str) -> None:
+        """A status shown with the progress (e.g. work units done/running/failed)."""
+        self._detail = text
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, description=f"{self.label} [{text}]")
+
     def update(self, p: FfmpegProgress) -> None:
         if self.quiet:
             return
@@ -93,4 +100,6 @@ class ProgressDisplay:
             eta = ""
             if fraction and p.speed and p.duration_s and fraction < 1:
                 eta = f" eta {((1 - fraction) * p.duration_s / p.speed):.0f}s"
-            self.console.print(f"{self.label}: {pct} {speed}{eta}".rstrip(), highlight=False, markup=False)
+            frames = f" {p.frame} frames" if p.frame else ""
+            detail = f" [{self._detail}]" if self._detail else ""
+            self.console.print(f"{self.label}: {pct}{frames} {speed}{eta}{detail}".rstrip(), highlight=False, markup=False)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import click
 from rich.table import Table
 
-from abrpipe import registry, subtitles, text_stage
+from abrpipe import layout, registry, subtitles, text_stage, workunits
 from abrpipe.cli import protect_opts
 from abrpipe.cli.common import (
     ProgressDisplay,
@@ -18,7 +18,7 @@ from abrpipe.cli.common import (
     json_option,
     quiet_option,
 )
-from abrpipe.encode import build_commands
+from abrpipe.encode import unit_commands
 from abrpipe.errors import UsageError
 from abrpipe.pipeline import Event, Job, default_output, local_input, prepare_job, rendition_summary, run_job
 from abrpipe.profile import Profile
@@ -49,6 +49,33 @@ def with_delivery_options(profile: Profile, thumbnails_spec: str | None, hls_ts:
     if hls_ts:
         profile = replace(profile, hls_ts=True)
     return profile
+def parse_chunk(value: str | None) -> float | None:
+    """--chunk: seconds, 'auto' (None) or 'off' (0)."""
+    if value is None or value == "auto":
+        return None
+    if value in ("off", "0"):
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected seconds (e.g. 60), 'auto' or 'off'") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: a chunk must be longer than 0 s")
+    return seconds
+
+
+def unit_options(f):
+    """Where and in what pieces the encode runs (encode, batch)."""
+    f = click.option("--chunk", "chunk", metavar="SECONDS|auto|off", default="auto", show_default=True,
+                     help=f"Cut the title into work units of about SECONDS (whole segments), encoded independently and "
+                          f"stitched; finished units survive a crash and are reused. auto: {workunits.DEFAULT_CHUNK_S:g}-s units "
+                          f"for titles of {workunits.AUTO_MIN_DURATION_S:g} s or more, else one unit; off: always one unit.")(f)
+    f = click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
+                     help="Work units encoded at a time on this machine (each is one ffmpeg process). Ignored with --scheduler.")(f)
+    f = click.option("--scheduler", envvar="ABRPIPE_DASK_SCHEDULER", metavar="ADDRESS",
+                     help="Run the work units on a dask.distributed cluster (e.g. tcp://host:8786; env ABRPIPE_DASK_SCHEDULER). "
+                          "Workers must see the input and output at the same paths and have the same ffmpeg build.")(f)
+    return f
 
 
 def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
@@ -84,13 +111,14 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--report", is_flag=True,
               help="Write the HTML report (see `abrpipe report`) to OUTPUT/report.html. With --per-title, also encode the "
                    "fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+@unit_options
 @protect_opts.protection_options
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, endpoint,
-           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, as_json, quiet,
-           **protection):
+           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, chunk, workers,
+           scheduler, as_json, quiet, **protection):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -112,11 +140,13 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         if protect is not None:
             protect_opts.preflight(protect)
         _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, endpoint, text_specs, no_subtitles,
-                dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet, protect)
+                dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, chunk, workers, scheduler, as_json, quiet,
+                protect)
 
 
 def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, endpoint, text_specs, no_subtitles,
-            dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, as_json, quiet, protect):
+            dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, chunk, workers, scheduler, as_json, quiet,
+            protect):
     if dash_schema and not no_validate:
         from abrpipe.validate import check_schema_dir
 
@@ -152,21 +182,31 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
         subtitles=text_specs,
         source_subtitles=not no_subtitles,
         protection=protect,
+        chunk_s=parse_chunk(chunk),
+        workers=workers,
+        scheduler=scheduler,
     )
     err = console_err()
     if dry_run:
         source, plan = prepare_job(job)
-        commands = build_commands(source, plan, target.work_dir) + text_stage.dry_run_commands(job, source, target.work_dir)
+        units = workunits.plan_work(source, plan, workunits.resolve_chunking(job.chunk_s, source.duration_s))
+        units_root = layout.units_dir(target.work_dir.removesuffix(layout.PARTIAL_SUFFIX))
+        listed = [(u.name, u.describe(), c) for u in units
+                  for c in unit_commands(source, plan, u, layout.unit_dir(units_root, u.name))]
+        listed += [("subtitles", "the source's text tracks, after the encode", c)
+                   for c in text_stage.dry_run_commands(job, source, target.work_dir)]
         protection_lines: list[str] = []
         if protect is not None:
             from abrpipe.protect.stage import dry_run_lines
 
             protection_lines = dry_run_lines(plan, protect, target.work_dir)
         if as_json:
-            emit_json({"commands": [{"cwd": c.cwd, "argv": c.argv, "label": c.label} for c in commands],
+            emit_json({"commands": [{"unit": name, "range": what, "cwd": c.cwd, "argv": c.argv, "label": c.label}
+                                    for name, what, c in listed],
                        **({"protection": protection_lines} if protection_lines else {})})
         else:
-            for c in commands:
+            for _, what, c in listed:
+                click.echo(f"# {what}")
                 click.echo(c.shell())
             for line in protection_lines:
                 click.echo(line)
@@ -181,6 +221,10 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
         def on_event(e: Event) -> None:
             if e.progress is not None:
                 display.update(e.progress)
+            elif e.stage == "encode" and e.message.startswith("units "):
+                display.detail(e.message)
+            elif e.stage == "encode" and e.message:
+                display.message(e.message)
             elif e.stage in ("plan", "package", "protect", "validate", "publish", "download"):
                 display.message(f"{e.stage}: {e.message}".rstrip(": "))
 
@@ -200,10 +244,15 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
                                          shown_as=os.path.abspath(out))
                 extra["report"] = os.path.join(os.path.abspath(out), html_report.REPORT_NAME)
 
-        result = run_job(job, on_event, before_publish=add_reports if analysis is not None or report else None)
+        try:
+            result = run_job(job, on_event, before_publish=add_reports if analysis is not None or report else None)
+        finally:
+            if scheduler:
+                workunits.close_dask_clients()
     renditions = [rendition_summary(r) for r in result.title.renditions] if result.title else []
     if as_json:
-        emit_json({"output": target.display, **result.record, "timings_s": result.timings_s,
+        encode_report = result.encode.to_dict() if result.encode else {}
+        emit_json({"output": target.display, **result.record, "timings_s": result.timings_s, "encode": encode_report,
                    "published": result.published, **extra})
     if not quiet and result.plan is not None:
         for d in result.plan.dropped:

@@ -8,7 +8,7 @@ import os
 from dataclasses import replace
 
 from abrpipe.errors import DependencyError
-from abrpipe.package import Rendition, Title
+from abrpipe.model import Rendition, Title
 from abrpipe.protect.keys import ContentKey, KeyError_
 from abrpipe.protect.model import KeyPeriod, Protection
 

@@ -9,9 +9,9 @@ import shutil
 from dataclasses import replace
 
 from abrpipe import package
-from abrpipe.encode import INIT_NAME
 from abrpipe.errors import InputError, OutputError
-from abrpipe.package import Rendition, Title
+from abrpipe.layout import INIT_NAME
+from abrpipe.model import Rendition, Title
 from abrpipe.protect import SCHEMES, ProtectOptions, packager
 from abrpipe.protect.boxes import BoxError, read_init_protection
 from abrpipe.protect.cpix import CpixDocument, read_cpix

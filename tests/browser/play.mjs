@@ -30,6 +30,8 @@
 //                        from 0 to the end twice and collect the cues the player puts on the <video>
 //                        element: result.text_tracks, result.cues)
 //          --clearkey KID:KEY[,KID:KEY]  (hex) EME ClearKey keys handed to the player
+//          --seek-through T1,T2,...  after the start phase, for each time T: seek to T - 0.5 s
+//                                    and play (no stall, no jump) until T + 1 s
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -63,7 +65,7 @@ function parseArgs(argv) {
   const o = {
     seconds: 60, advance: 1, startTimeout: 20, phaseTimeout: 15, stallTimeout: 6, allowMediaErrors: false,
     chromium: process.env.ABRPIPE_CHROMIUM || '/usr/bin/chromium',
-    userDataDir: null, screenshot: null, allowHttpErrors: false, verbose: false, text: null,
+    userDataDir: null, screenshot: null, allowHttpErrors: false, verbose: false, text: null, seekThrough: [],
   };
   const num = (v, k) => { const n = Number(v); if (!Number.isFinite(n) || n <= 0) usage(`bad ${k}: ${v}`); return n; };
   for (let i = 0; i < argv.length; i++) {
@@ -88,6 +90,7 @@ function parseArgs(argv) {
       case '--thumbnails-track': o.thumbnailsTrack = next(); break;
       case '--text': o.text = next(); break;
       case '--clearkey': o.clearkey = next(); break;
+      case '--seek-through': o.seekThrough = next().split(',').map((v) => num(v, a)); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
     }
@@ -246,6 +249,39 @@ async function startPhase() {
   return ph.ok;
 }
 
+// Seek to just before `at` and play through it: currentTime must move on smoothly (no stall, no
+// jump of 1.5 s or more) from at - 0.5 to at + 1.
+async function seekPhase(at) {
+  const ph = { name: `through ${at}`, ok: false, t0: wall(), jumps: 0 };
+  result.phases.push(ph);
+  const from = Math.max(0, at - 0.5);
+  await page.evaluate((t) => { const v = document.getElementById('video'); v.currentTime = t; v.play().catch(() => {}); }, from);
+  const deadline = Date.now() + opt.phaseTimeout * 1000;
+  let s = null;
+  let prev = null;
+  let lastProgress = Date.now();
+  while (Date.now() < deadline) {
+    s = await state();
+    if (s.fatalCount) { ph.detail = 'fatal player error'; break; }
+    if (s.defectCount && !opt.allowMediaErrors) { ph.detail = 'player reported broken media'; break; }
+    if (prev === null || s.currentTime !== prev) lastProgress = Date.now();
+    else if (Date.now() - lastProgress > opt.stallTimeout * 1000) {
+      ph.detail = `playback stalled at ${s.currentTime} s for ${opt.stallTimeout} s`; break;
+    }
+    if (prev !== null && s.currentTime - prev >= 1.5) ph.jumps++;
+    prev = s.currentTime;
+    if (s.currentTime >= from - 0.1 && s.currentTime >= at + 1) { ph.ok = ph.jumps === 0; break; }
+    await sleep(100);
+  }
+  Object.assign(ph, { wall_s: Math.round((wall() - ph.t0) * 100) / 100, current_time: s && s.currentTime });
+  delete ph.t0;
+  if (!ph.ok) {
+    ph.detail = ph.detail || (ph.jumps ? 'playback jumped over the join' : `did not play past ${at + 1} s within ${opt.phaseTimeout} s`);
+    fail(`${ph.name}: ${ph.detail}`);
+  }
+  return ph.ok;
+}
+
 async function levelPhase(name, level) {
   const target = result.levels[level];
   const ph = { name, ok: false, level, height: target.height, bandwidth: target.bandwidth, t0: wall(), restarts: 0, jumps: 0 };
@@ -400,6 +436,9 @@ async function main() {
 
   if (!(await startPhase())) return finish(1);
   if (opt.text) return finish((await textPhase(opt.text)) ? 0 : 1);
+  for (const at of opt.seekThrough) {
+    if (!(await seekPhase(at))) return finish(1);
+  }
   if (!(await levelPhase('lowest', result.lowest))) return finish(1);
   if (!(await levelPhase('highest', result.highest))) return finish(1);
   return finish(0);
