@@ -48,11 +48,14 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
               help="With --per-title: quality metric (default: VMAF if available, else PSNR-Y).")
 @click.option("--report", is_flag=True,
               help="With --per-title: also encode the fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+@click.option("--min-saving", "min_saving", type=click.FloatRange(min=0.0), default=None, metavar="PCT",
+              help="With --per-title: use the per-title ladder only if the trials predict it saves at least PCT % "
+              "bitrate at equal quality, on the whole sample and on every sampled window; else keep the profile's ladder (default 3).")
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, dry_run, no_validate,
-           dash_schema, keep_logs, per_title, metric, report, as_json, quiet):
+           dash_schema, keep_logs, per_title, metric, report, min_saving, as_json, quiet):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -66,8 +69,8 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         check_schema_dir(dash_schema)  # a wrong directory fails now, not after the encode
     out = output or default_output(input_path)
     analysis = None
-    if (metric or report) and not per_title:
-        raise click.UsageError("--metric and --report go with --per-title")
+    if (metric or report or min_saving is not None) and not per_title:
+        raise click.UsageError("--metric, --report and --min-saving go with --per-title")
     if per_title:
         if dry_run:
             raise click.UsageError("--dry-run cannot run the per-title trial encodes; save the ladder with "
@@ -76,8 +79,8 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
 
         base_profile = profile
         analysis = pertitle_cmd.analyse_for_encode(input_path, profile, preset=preset, metric=metric,
-                                                   allow_references=allow_references, quiet=quiet)
-        profile = analysis.profile
+                                                   allow_references=allow_references, quiet=quiet, min_saving=min_saving)
+        profile = analysis.chosen_profile  # the per-title ladder, or the profile's own when the guard keeps it
     job = Job(
         input=input_path,
         output=out,
