@@ -553,6 +553,7 @@ def analyse(
             c1 = children_cpu_s()
             encode_cpu += c1 - c0
             emit(f"window {n}/{len(windows)}: scoring {len(trials)} trials with {label} at {measure_size[0]}x{measure_size[1]}")
+            sized: dict[int, list[tuple[tuple[hull.Resolution, int], str, int, float]]] = {}
             for (res, crf), name in trials.items():
                 path = os.path.join(wdir, name)
                 try:
@@ -562,18 +563,22 @@ def analyse(
                     empty_windows.add(n)
                     continue
                 divisor = next(c.fps_divisor for c in cands if c.resolution == res)
+                sized.setdefault(divisor, []).append(((res, crf), path, size, dur))
+            for divisor, batch in sized.items():
                 try:
-                    score = metrics.measure(
-                        engine, os.path.join(wdir, refs[divisor]), path,
+                    # One metric process per reference: the reference is read once for all its trials.
+                    batch_scores = metrics.measure_batch(
+                        engine, os.path.join(wdir, refs[divisor]), [path for _, path, _, _ in batch],
                         width=measure_size[0], height=measure_size[1], every_nth=options.every_nth,
                     )  # fmt: skip
                 except metrics.MetricError as exc:
-                    raise EncodeError(f"{source.path}: scoring trial {name} failed: {exc}") from None
-                if dur > 0 and size > 0 and math.isfinite(score.mean):
-                    window_trials[n - 1].append(Trial(res[0], res[1], crf, size * 8 / dur / 1000, score.mean, score.frames, dur))
-                bytes_[(res, crf)] = bytes_.get((res, crf), 0) + size
-                seconds[(res, crf)] = seconds.get((res, crf), 0.0) + dur
-                scores.setdefault((res, crf), []).append(score)
+                    raise EncodeError(f"{source.path}: scoring the trials of window {n} failed: {exc}") from None
+                for ((res, crf), _, size, dur), score in zip(batch, batch_scores, strict=True):
+                    if dur > 0 and size > 0 and math.isfinite(score.mean):
+                        window_trials[n - 1].append(Trial(res[0], res[1], crf, size * 8 / dur / 1000, score.mean, score.frames, dur))
+                    bytes_[(res, crf)] = bytes_.get((res, crf), 0) + size
+                    seconds[(res, crf)] = seconds.get((res, crf), 0.0) + dur
+                    scores.setdefault((res, crf), []).append(score)
             metric_cpu += children_cpu_s() - c1
             if not work_dir:
                 shutil.rmtree(wdir, ignore_errors=True)
