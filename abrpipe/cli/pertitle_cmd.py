@@ -293,7 +293,9 @@ def print_report(rep) -> None:
     if pe.get("rungs"):
         err.print(f"prediction error over {pe['rungs']} rungs: {cmp.label} mean |error| {pe['quality_mae']:.2f} "
                   f"(max {pe['quality_max_abs']:.2f}, bias {pe['quality_bias']:+.2f}); bitrate mean |error| "
-                  f"{pe['kbps_mae_pct']:.1f}% (max {pe['kbps_max_abs_pct']:.1f}%)", highlight=False, markup=False,
+                  f"{pe['kbps_mae_pct']:.1f}% (max {pe['kbps_max_abs_pct']:.1f}%, bias {pe['kbps_bias_pct']:+.1f}%); at the "
+                  f"bitrate each encode really hit, the trial curves are off by {pe['curve_mae']:.2f} on average",
+                  highlight=False, markup=False,
                   soft_wrap=True)  # fmt: skip
     for item in cmp.left_out:
         err.print(f"note: left out of the BD-rate (more bits than another rung, no better quality): {item}",

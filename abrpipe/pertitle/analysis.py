@@ -717,14 +717,34 @@ def _bd_pair(anchor: guard.Ladder, test: guard.Ladder) -> tuple[float, float]:
 
 def _predict_fixed(env: hull.Envelope, r: PlannedRung) -> FixedRung:
     try:
-        curve = env.curve((r.width, r.height))
+        env.curve((r.width, r.height))
     except KeyError:  # a size no trial measured (cannot happen with candidates from the same plan)
         _, best, extrapolated = env.best_at(r.bitrate_kbps, max_resolution=(r.width, r.height))
         return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, best, extrapolated)
-    q = curve.quality_at(r.bitrate_kbps)
-    if q is None:
-        return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, curve.extrapolate_below(r.bitrate_kbps), True)
-    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, False)
+    q, extrapolated = predict_on_curve(env, (r.width, r.height), r.bitrate_kbps)
+    return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, extrapolated)
+
+
+def predict_on_curve(env: hull.Envelope, resolution: hull.Resolution, kbps: float) -> tuple[float, bool]:
+    """Quality of ``resolution`` at ``kbps``: interpolated on its curve, or extrapolated (flag True).
+
+    Below the curve's lowest trial: linear in ln(kbps) along the first segment. Above its highest trial
+    (the diagonal CRF search measures small sizes only at high CRFs): linear in ln(kbps) along the last
+    segment, but never above the best any size reaches at that bitrate and never below the highest trial.
+    """
+    curve = env.curve(resolution)
+    q = curve.quality_at(kbps)
+    if q is not None and kbps <= curve.max_kbps:
+        return q, False
+    if kbps < curve.min_kbps:
+        return curve.extrapolate_below(kbps), True
+    last = curve.points[-1]
+    if len(curve.points) < 2:
+        return last.quality, True
+    prev = curve.points[-2]
+    slope = (last.quality - prev.quality) / (math.log(last.kbps) - math.log(prev.kbps))
+    ext = last.quality + slope * (math.log(kbps) - math.log(last.kbps))
+    return max(last.quality, min(ext, env.quality_at(kbps))), True
 
 
 def monotone(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:

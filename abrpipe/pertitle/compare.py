@@ -22,7 +22,7 @@ from typing import Any
 
 from abrpipe import encode
 from abrpipe.errors import EncodeError
-from abrpipe.pertitle import bdrate, metrics
+from abrpipe.pertitle import bdrate, hull, metrics
 from abrpipe.pertitle.analysis import (
     METRIC_LABELS,
     Analysis,
@@ -32,6 +32,7 @@ from abrpipe.pertitle.analysis import (
     children_cpu_s,
     metric_engine,
     monotone,
+    predict_on_curve,
 )
 from abrpipe.pipeline import Job, JobResult, run_job
 from abrpipe.plan import LadderPlan, PlannedRung
@@ -125,6 +126,7 @@ class RungPrediction:
     measured_kbps: float
     predicted_quality: float
     measured_quality: float
+    quality_at_measured_kbps: float  # the trial curve's quality at the bitrate the encode really hit
 
     @property
     def quality_error(self) -> float:
@@ -138,16 +140,26 @@ class RungPrediction:
         return {"ladder": self.ladder, "id": self.id, "predicted_kbps": round(self.predicted_kbps, 1),
                 "measured_kbps": round(self.measured_kbps, 1), "kbps_error_pct": round(self.kbps_error_pct, 2),
                 "predicted_quality": round(self.predicted_quality, 3),
-                "measured_quality": round(self.measured_quality, 3), "quality_error": round(self.quality_error, 3)}  # fmt: skip
+                "measured_quality": round(self.measured_quality, 3), "quality_error": round(self.quality_error, 3),
+                "quality_at_measured_kbps": round(self.quality_at_measured_kbps, 3),
+                "curve_error": round(self.measured_quality - self.quality_at_measured_kbps, 3)}  # fmt: skip
 
 
 def predictions(analysis: Analysis, fixed: Sequence[MeasuredRung], per_title: Sequence[MeasuredRung]) -> list[RungPrediction]:
     """Pair every measured rung with the analysis' prediction for it (same order as the ladders)."""
+    env = hull.envelope(analysis.points)
+
+    def at(m: MeasuredRung) -> float:
+        try:
+            return predict_on_curve(env, (m.width, m.height), m.kbps)[0]
+        except KeyError:  # a size no trial measured
+            return env.quality_at(m.kbps)
+
     out = []
     for m, f in zip(sorted(fixed, key=lambda r: -r.target_kbps), sorted(analysis.fixed, key=lambda r: -r.kbps), strict=False):
-        out.append(RungPrediction("fixed", m.id, f.kbps, m.kbps, f.predicted_quality, m.quality))
+        out.append(RungPrediction("fixed", m.id, f.kbps, m.kbps, f.predicted_quality, m.quality, at(m)))
     for m, r in zip(sorted(per_title, key=lambda r: -r.target_kbps), sorted(analysis.rungs, key=lambda r: -r.kbps), strict=False):
-        out.append(RungPrediction("per-title", m.id, r.kbps, m.kbps, r.predicted_quality, m.quality))
+        out.append(RungPrediction("per-title", m.id, r.kbps, m.kbps, r.predicted_quality, m.quality, at(m)))
     return out
 
 
@@ -157,10 +169,13 @@ def prediction_summary(preds: Sequence[RungPrediction]) -> dict[str, Any]:
         return {"rungs": 0}
     q = [abs(p.quality_error) for p in preds]
     k = [abs(p.kbps_error_pct) for p in preds]
+    c = [abs(p.measured_quality - p.quality_at_measured_kbps) for p in preds]
     bias = sum(p.quality_error for p in preds) / len(preds)
+    kbias = sum(p.kbps_error_pct for p in preds) / len(preds)
     return {"rungs": len(preds), "quality_mae": round(sum(q) / len(q), 3), "quality_max_abs": round(max(q), 3),
             "quality_bias": round(bias, 3), "kbps_mae_pct": round(sum(k) / len(k), 2),
-            "kbps_max_abs_pct": round(max(k), 2)}  # fmt: skip
+            "kbps_max_abs_pct": round(max(k), 2), "kbps_bias_pct": round(kbias, 2),
+            "curve_mae": round(sum(c) / len(c), 3)}  # fmt: skip
 
 
 @dataclass(frozen=True)
