@@ -121,7 +121,11 @@ def test_compare_json(clip_360p, tmp_path):
         assert ("saves" if bd["percent"] < 0 else "LOSES") in data["verdict"]
     else:  # no win claimed from a small overlap
         assert data["per_title_wins"] is None and data["verdict"].startswith("no verdict")
-    assert data["verdict"] in res.stderr and data["decision"]["summary"] in res.stderr
+    assert data["verdict"] in res.stderr
+    # ... followed by what `encode --per-title` would do with this title, and why
+    said = "uses the per-title ladder" if data["decision"]["per_title"] else "keeps the profile's ladder"
+    assert f"{data['verdict']}; encode --per-title {said}" in res.stderr
+    assert all(r in res.stderr for r in data["decision"]["reasons"])
     # predicted vs measured, per rung of both ladders, and the error over them
     assert [p["id"] for p in data["prediction"]] == [r["id"] for r in data["fixed"]] + [r["id"] for r in data["per_title"]]
     for p in data["prediction"]:

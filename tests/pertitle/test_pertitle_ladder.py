@@ -148,6 +148,7 @@ def test_trial_command_decodes_once_and_uses_the_final_encoder_settings():
     assert len(trials) == 2 * len(cands) and set(refs) == {1, 2}
     assert argv.count("libx264") == len(trials) and argv.count("veryfast") == len(trials)
     assert argv.count("-crf") == len(trials)
+    assert argv.count("-threads") == len(trials)  # one encoder thread per trial: they run side by side
     assert "expr:eq(mod(n,120),0)" in argv and "expr:eq(mod(n,60),0)" in argv  # the ladder's GOP, per frame rate
     assert argv.count("6600k") == len(trials)  # the loose trial cap
     whole, _, _ = build_trial_command(src, plan, cands, {c.resolution: (20,) for c in cands}, Window(0.0, None),
