@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -82,6 +83,8 @@ class AnalysisOptions:
     max_segments: int = 8  # ... and at most this many
     whole_below_s: float = 10.0  # titles shorter than this are analysed whole
     whole_piece_s: float = 5.0  # ... in pieces of at most this length
+    scene_aware: bool = True  # sampled titles: find the shot cuts first and keep each window inside one shot
+    scene_threshold: float = 0.3  # ffmpeg's scene score above which a frame starts a new shot
     every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost)
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
@@ -183,6 +186,7 @@ class Analysis:
     decision: guard.Decision = field(default_factory=lambda: guard.Decision(True, ()))
     base: Profile | None = None  # the profile the analysis started from (its ladder is the fallback)
     window_trials: tuple[tuple[Trial, ...], ...] = field(default=())  # each window's own trials
+    shot_cuts: tuple[float, ...] = ()  # where new shots start (sampled titles), the windows avoid them
 
     @property
     def chosen_profile(self) -> Profile:
@@ -209,6 +213,7 @@ class Analysis:
             "measure_size": f"{self.measure_size[0]}x{self.measure_size[1]}",
             "every_nth_frame": self.every_nth,
             "windows": [w.to_dict() for w in self.windows],
+            "shot_cuts_s": [round(c, 3) for c in self.shot_cuts],
             "crfs": list(self.crfs),
             "crfs_by_size": {f"{c.width}x{c.height}": sorted({t.crf for t in self.trials if t.resolution == c.resolution})
                              for c in self.candidates},
@@ -275,6 +280,50 @@ def crf_grid(codec: str) -> tuple[int, ...]:
     grid = CRF_GRIDS.get(getattr(encoder, "family", ""), CRF_GRIDS["avc"])
     lo, hi = getattr(encoder, "crf_range", (0, 63))
     return tuple(sorted({min(max(c, lo), hi) for c in grid}))
+
+
+def place_in_shots(windows: Sequence[Window], cuts: Sequence[float], duration_s: float) -> tuple[Window, ...]:
+    """Move each sampled window into one shot: the longest shot that overlaps its share of the title.
+
+    ``windows`` are the evenly spread windows (:func:`sample_windows`), ``cuts`` the times at which a
+    new shot starts. The title is split into as many equal parts as there are windows; each window is
+    centred on the longest shot overlapping its part (clipped to the part), so no window straddles a cut
+    when a long enough shot exists there, and a window never sits on a cut and the frames around it
+    (which code differently from the shot's own frames). Whole-title windows are returned unchanged.
+    """
+    if not windows or any(w.duration_s is None for w in windows) or not cuts:
+        return tuple(windows)
+    bounds = [0.0, *sorted(c for c in cuts if 0 < c < duration_s), duration_s]
+    shots = list(zip(bounds, bounds[1:], strict=False))
+    k = len(windows)
+    out = []
+    for i, w in enumerate(windows):
+        length = w.duration_s or 0.0
+        lo, hi = i * duration_s / k, (i + 1) * duration_s / k
+        overlapping = [(max(a, lo), min(b, hi)) for a, b in shots if b > lo and a < hi]
+        a, b = max(overlapping, key=lambda s: s[1] - s[0])
+        start = (a + b) / 2 - length / 2
+        start = min(max(start, a if b - a >= length else lo), (b if b - a >= length else hi) - length)
+        start = min(max(0.0, start), duration_s - length)
+        out.append(Window(round(start, 3), length))
+    return tuple(out)
+
+
+def scene_cuts(source: SourceMedia, threshold: float) -> list[float]:
+    """Times (s) at which a new shot starts, from ffmpeg's scene score on a small copy of every frame."""
+    assert source.video is not None
+    argv = [
+        tools.ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-protocol_whitelist", SAFE_PROTOCOLS,
+        "-i", source.ffmpeg_url, "-map", f"0:{source.video.index}", "-an", "-sn",
+        # The scene score compares consecutive frames; 160 pixels wide is plenty and cheap. showinfo logs
+        # each selected frame's time on stderr.
+        "-vf", f"scale=160:-2,select='gt(scene\\,{threshold:g})',showinfo",
+        "-f", "null", "-",
+    ]  # fmt: skip
+    res = runner.capture_result(argv, timeout_s=max(120.0, 4 * source.duration_s))
+    if res.returncode != 0:
+        return []  # no cuts known: the evenly spread windows stay
+    return [float(m) for m in re.findall(r"pts_time:\s*([0-9.]+)", res.stderr)]
 
 
 def crf_plan(codec: str, sizes: Sequence[hull.Resolution], per_size: int = 3) -> dict[hull.Resolution, tuple[int, ...]]:
@@ -519,6 +568,11 @@ def analyse(
     crf_by_size = {c.resolution: tuple(options.crfs) for c in cands} if options.crfs else crf_plan(codec, [c.resolution for c in cands])
     crfs = tuple(sorted({crf for v in crf_by_size.values() for crf in v}))
     windows = sample_windows(source.duration_s, options)
+    cut_times: list[float] = []
+    if options.scene_aware and windows and windows[0].duration_s is not None:
+        emit("finding shot cuts (scene score) to keep each window inside one shot")
+        cut_times = scene_cuts(source, options.scene_threshold)
+        windows = place_in_shots(windows, cut_times, source.duration_s)
     # CRF trials are capped only loosely (the encoder plug-ins always set a VBV): a cap near the ladder's
     # own maxrate makes low-CRF trials hit the VBV, which distorts them (more bits, *less* quality than
     # a higher CRF), while no cap at all makes CRF 18 on noisy content cost tens of Mbps for a point far
@@ -693,6 +747,7 @@ def analyse(
         decision=decision,
         base=profile,
         window_trials=tuple(tuple(w) for w in window_trials),
+        shot_cuts=tuple(cut_times),
     )
 
 

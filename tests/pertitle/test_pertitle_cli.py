@@ -212,7 +212,7 @@ def test_windows_on_mpeg_ts_source(tmp_path):
 
     clip = make_clip(tmp_path / "clip.ts", seconds=6, audio=None, extra=("-f", "mpegts"))
     opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40), seconds_per_segment=20, min_segments=2,
-                           every_nth=5)  # fmt: skip
+                           every_nth=5, scene_aware=False)  # fmt: skip
     a = analyse(probe(str(clip)), registry.load(TINY_PROFILE), opts)
     assert [w.start_s for w in a.windows] == [1.0, 4.0] and len(a.trials) == 6
     for t in a.trials:
@@ -220,6 +220,19 @@ def test_windows_on_mpeg_ts_source(tmp_path):
         assert t.quality > (30 if t.crf == 20 else 20)  # a misaligned pair of frames scores far lower
     good = {t.height: t.quality for t in a.trials if t.crf == 20}
     assert good[360] > good[270] > good[180]
+
+
+def test_scene_cuts_find_a_hard_cut(tmp_path):
+    """The shot-cut finder behind scene-aware windows: one hard cut, at 1.5 s, and nothing else."""
+    from abrpipe.pertitle.analysis import scene_cuts
+
+    clip = tmp_path / "cut.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30:duration=1.5",
+                    "-f", "lavfi", "-i", "mandelbrot=size=320x180:rate=30,trim=duration=1.5",
+                    "-filter_complex", "[0][1]concat=n=2:v=1,format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+                    str(clip)], check=True, timeout=120)  # fmt: skip
+    cuts = scene_cuts(probe(str(clip)), 0.3)
+    assert len(cuts) == 1 and cuts[0] == pytest.approx(1.5, abs=0.05)
 
 
 @pytest.mark.slow

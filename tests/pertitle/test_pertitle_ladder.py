@@ -20,6 +20,7 @@ from abrpipe.pertitle.analysis import (
     candidates,
     crf_grid,
     crf_plan,
+    place_in_shots,
     monotone,
     sample_windows,
     single_codec,
@@ -112,6 +113,22 @@ def test_single_codec_refuses_multi_codec_and_hardware_profiles():
     nvenc = replace(prof, rungs=tuple(replace(r, codec="h264-nvenc") for r in prof.rungs))
     with pytest.raises(ProfileError, match="software encoder with a CRF mode"):
         single_codec(nvenc)
+
+
+def test_windows_are_moved_into_one_shot():
+    even = sample_windows(30.0)  # 2.75, 10.25, 17.75, 25.25
+    cuts = [3.1, 9.0, 9.8, 16.0, 24.0, 27.5]
+    placed = place_in_shots(even, cuts, 30.0)
+    # each window is centred on the longest shot of its quarter of the title: no window straddles a cut
+    assert [w.start_s for w in placed] == [4.3, 11.4, 18.25, 24.75]
+    for w in placed:
+        assert not any(w.start_s < c < w.start_s + 2.0 for c in cuts)
+    assert place_in_shots(even, [], 30.0) == even  # no cuts: evenly spread as before
+    # a part whose shots are all shorter than a window: the window stays inside the part
+    short = place_in_shots(sample_windows(30.0), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], 30.0)
+    assert 0.0 <= short[0].start_s <= 7.5 - 2.0
+    whole = sample_windows(6.0)
+    assert place_in_shots(whole, [2.0], 6.0) == whole  # whole-title pieces are not moved
 
 
 def test_crf_plan_is_a_diagonal_through_the_grid():
