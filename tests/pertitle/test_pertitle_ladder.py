@@ -20,8 +20,8 @@ from abrpipe.pertitle.analysis import (
     candidates,
     crf_grid,
     crf_plan,
-    place_in_shots,
     monotone,
+    place_in_shots,
     sample_windows,
     single_codec,
 )
