@@ -456,6 +456,8 @@ def run_real(args: argparse.Namespace, names: list[str]) -> None:
             print(f"  analysis {rep.cpu_s['analysis']:.1f} CPU-s, fixed-ladder encode {rep.cpu_s['fixed_encode']:.1f} CPU-s "
                   f"-> {rep.analysis_vs_encode:.2f}x", flush=True)  # fmt: skip
             results.append((name, record, rep))
+            if args.json:  # after every clip, so a run cut short still leaves what it measured
+                Path(args.json).write_text(json.dumps({n: {"clip": r, **p.to_dict()} for n, r, p in results}, indent=2, default=str))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - started
