@@ -494,8 +494,10 @@ def real_section(args, results, load_before, load_after, elapsed) -> str:
         ov_text = "n/a" if bd is None else f"{bd.overlap:.2f}" + ("" if bd.valid else " (low)")
         pub_text = "n/a" if pub is None else (f"**{pub:+.1f}%** (per-title)" if used else "**0.0%** (profile's ladder kept)")
         pq = pe["all"]
+        pred = a.decision.checks.get("predicted_bd_rate_pct")
+        pred_text = "n/a" if pred is None else f"{pred:+.1f}%"
         rows.append(
-            f"| {rec['kind']} ({name}) | {rec['size']}, {rec['duration_s']:g} s | {bd_text} | {ov_text} | {pub_text} | "
+            f"| {rec['kind']} ({name}) | {rec['size']}, {rec['duration_s']:g} s | {pred_text} | {bd_text} | {ov_text} | {pub_text} | "
             f"{pq.get('quality_mae', float('nan')):.2f} / {pq.get('quality_bias', float('nan')):+.2f} | "
             f"{pq.get('kbps_mae_pct', float('nan')):.1f}% | {rep.cpu_s['analysis']:.1f} / {rep.cpu_s['fixed_encode']:.1f} = "
             f"**{ratio:.2f}x** | {'met' if ratio <= aim else 'MISSED'} (<= {aim:g}x) |"
@@ -550,11 +552,12 @@ Both ladders are encoded the same way (`pipeline.run_job`, capped VBR, aligned G
 is scored against the source at the ladder's top size, every {results[0][2].analysis.every_nth if results else "?"}th frame. *BD-rate* is the per-title ladder's against
 profile `{args.profile}` (`bjontegaard`, PCHIP; negative = fewer bits for the same quality) over the overlap of the two
 ladders' quality ranges; *published* is what `encode --per-title` would publish: the per-title ladder, or the profile's
-own ladder (BD-rate 0 by definition) when the guard keeps it. *Prediction error*: mean |measured - predicted| {label}
+own ladder (BD-rate 0 by definition) when the guard keeps it. *Predicted BD-rate* is what the trials predicted
+before any final encode (the guard's figure). *Prediction error*: mean |measured - predicted| {label}
 over all rungs of both ladders / mean signed error, and mean |real - target| bitrate.
 
-| clip | source | BD-rate ({label}) | overlap | published | prediction error ({label} MAE / bias) | bitrate error | analysis / fixed encode (CPU-s) | cost aim |
-|---|---|---|---|---|---|---|---|---|
+| clip | source | predicted BD-rate | measured BD-rate ({label}) | overlap | published | prediction error ({label} MAE / bias) | bitrate error | analysis / fixed encode (CPU-s) | cost aim |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Median BD-rate of the per-title ladders: {med_cand:+.1f}%; median of what `encode --per-title` publishes: {med_pub:+.1f}%
