@@ -485,7 +485,7 @@ def real_section(args, results, load_before, load_after, elapsed) -> str:
         pub = pct if used else 0.0
         if pub is not None:
             published.append(pub)
-        if pct is not None:
+        if pct is not None and bd is not None and bd.valid:
             candidate.append(pct)
         pe = rep.prediction_error()
         ratio = rep.analysis_vs_encode or float("nan")
@@ -560,7 +560,8 @@ over all rungs of both ladders / mean signed error, and mean |real - target| bit
 |---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Median BD-rate of the per-title ladders: {med_cand:+.1f}%; median of what `encode --per-title` publishes: {med_pub:+.1f}%
+Median measured BD-rate of the per-title ladders, over the {len(candidate)} clip(s) whose ladders overlap enough for a
+verdict: {med_cand:+.1f}%; median of what `encode --per-title` publishes, over all {len(published)} clips: {med_pub:+.1f}%
 (aim: a saving on every clip and a median of at least {AIM_SAVING_MEDIAN:g}%).
 
 {chr(10).join(details)}
