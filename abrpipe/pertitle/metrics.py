@@ -371,6 +371,22 @@ def _parse(metric: str, workdir: Path, stderr: str) -> QualityScore:
     return QualityScore(metric, value, frames)  # type: ignore[arg-type]
 
 
+def _run_checked(
+    engine: MetricEngine, argv: Sequence[str], timeout_s: float | None, cwd: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a metric command in ``cwd``; a timeout, a failure to start or a non-zero exit is a MetricError."""
+    try:
+        res = _run(argv, timeout_s, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise MetricError(f"{engine.metric} measurement timed out after {timeout_s} s") from exc
+    except OSError as exc:
+        raise MetricError(f"cannot run {engine.ffmpeg_path}: {exc}") from exc
+    if res.returncode != 0:
+        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
+        raise MetricError(f"ffmpeg {engine.metric} measurement failed (exit {res.returncode}):\n{tail}")
+    return res
+
+
 def measure(
     engine: MetricEngine,
     reference_path: str | os.PathLike[str],
@@ -425,15 +441,7 @@ def measure(
         reference_stream=reference_stream,
     )
     with tempfile.TemporaryDirectory(prefix="abrpipe-metric-") as tmp:
-        try:
-            res = _run(argv, timeout_s, cwd=tmp)
-        except subprocess.TimeoutExpired as exc:
-            raise MetricError(f"{engine.metric} measurement timed out after {timeout_s} s") from exc
-        except OSError as exc:
-            raise MetricError(f"cannot run {engine.ffmpeg_path}: {exc}") from exc
-        if res.returncode != 0:
-            tail = "\n".join(res.stderr.strip().splitlines()[-15:])
-            raise MetricError(f"ffmpeg {engine.metric} measurement failed (exit {res.returncode}):\n{tail}")
+        res = _run_checked(engine, argv, timeout_s, tmp)
         try:
             score = _parse(engine.metric, Path(tmp), res.stderr)
         except (OSError, KeyError, ValueError) as exc:
@@ -509,15 +517,7 @@ def measure_batch(
     argv = build_batch_argv(engine, reference_path, distorted_paths, width=width, height=height,
                             every_nth=int(every_nth), vmaf_model=vmaf_model)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="abrpipe-metric-") as tmp:
-        try:
-            res = _run(argv, timeout_s, cwd=tmp)
-        except subprocess.TimeoutExpired as exc:
-            raise MetricError(f"{engine.metric} measurement timed out after {timeout_s} s") from exc
-        except OSError as exc:
-            raise MetricError(f"cannot run {engine.ffmpeg_path}: {exc}") from exc
-        if res.returncode != 0:
-            tail = "\n".join(res.stderr.strip().splitlines()[-15:])
-            raise MetricError(f"ffmpeg {engine.metric} batch measurement failed (exit {res.returncode}):\n{tail}")
+        _run_checked(engine, argv, timeout_s, tmp)
         scores = []
         for i in range(len(distorted_paths)):
             try:
