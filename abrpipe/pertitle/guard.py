@@ -39,7 +39,7 @@ BdFunction = Callable[[Ladder, Ladder], tuple[float, float]]
 class GuardOptions:
     min_saving_pct: float = 3.0  # predicted BD-rate must be <= -this (margin for the prediction error)
     min_overlap: float = 0.5  # the predicted ladders must share this much of their quality range
-    min_points: int = 6  # usable trial points in all
+    min_points: int = 5  # usable trial points in all (one size alone is trialled at 5 CRFs)
     window_min_saving_pct: float = 0.0  # every window's own BD-rate must be <= -this
 
 

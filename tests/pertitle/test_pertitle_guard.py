@@ -82,7 +82,7 @@ def test_a_small_predicted_saving_is_not_enough():
 
 def test_too_few_trial_points_keep_the_profile_ladder():
     d = guard.decide(pooled=env(), per_title=PER_TITLE, fixed=FIXED, windows=[env()], usable_points=4, bd=_bd_pair)
-    assert not d.per_title and any("too few usable trial points (4 < 6)" in r for r in d.reasons)
+    assert not d.per_title and any("too few usable trial points (4 < 5)" in r for r in d.reasons)
 
 
 def test_a_rung_at_a_size_with_one_trial_point_is_not_trusted():
