@@ -700,7 +700,7 @@ def analyse(
     )  # fmt: skip
     fixed = tuple(_predict_fixed(env, r) for r in plan.video)
     predicted = _predicted_bd(fixed, rungs)
-    window_envs = [_window_envelope(w) for w in window_trials]
+    window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
     decision = guard.decide(
         pooled=env,
         per_title=[(r.resolution, r.kbps) for r in rungs],
