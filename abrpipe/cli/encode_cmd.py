@@ -122,6 +122,7 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
     if as_json:
         emit_json({"output": os.path.abspath(out), **result.record, "timings_s": result.timings_s, **extra})
     if not quiet:
+        assert result.plan is not None  # a job that returned (did not raise) was planned
         for d in result.plan.dropped:
             err.print(f"dropped {d.label}: {d.reason}", highlight=False, markup=False)
         for note in result.plan.notes:
