@@ -111,14 +111,17 @@ def parse_audio_tracks(values: tuple[str, ...]) -> tuple | None:
 @click.option("--report", is_flag=True,
               help="Write the HTML report (see `abrpipe report`) to OUTPUT/report.html. With --per-title, also encode the "
                    "fixed ladder and write the BD-rate comparison to OUTPUT/pertitle-report.json (+ .png).")
+@click.option("--min-saving", "min_saving", type=click.FloatRange(min=0.0), default=None, metavar="PCT",
+              help="With --per-title: use the per-title ladder only if the trials predict it saves at least PCT % "
+              "bitrate at equal quality, on the whole sample and on every sampled window; else keep the profile's ladder (default 3).")
 @unit_options
 @protect_opts.protection_options
 @json_option
 @quiet_option
 @click.pass_context
 def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_references, thumbnails_spec, hls_ts, endpoint,
-           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, chunk, workers,
-           scheduler, as_json, quiet, **protection):
+           dry_run, no_validate, dash_schema, keep_logs, subtitle_specs, no_subtitles, per_title, metric, report, min_saving,
+           chunk, workers, scheduler, as_json, quiet, **protection):
     """Encode INPUT into an ABR ladder and publish HLS (master.m3u8) and DASH (manifest.mpd).
 
     One ffmpeg process decodes INPUT once and encodes every rung with keyframes at the same
@@ -140,13 +143,13 @@ def encode(ctx, input_path, output, profile_ref, preset, audio_tracks, allow_ref
         if protect is not None:
             protect_opts.preflight(protect)
         _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, endpoint, text_specs, no_subtitles,
-                dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, chunk, workers, scheduler, as_json, quiet,
-                protect)
+                dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, min_saving, chunk, workers, scheduler,
+                as_json, quiet, protect)
 
 
 def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_references, endpoint, text_specs, no_subtitles,
-            dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, chunk, workers, scheduler, as_json, quiet,
-            protect):
+            dry_run, no_validate, dash_schema, keep_logs, per_title, metric, report, min_saving, chunk, workers, scheduler,
+            as_json, quiet, protect):
     if dash_schema and not no_validate:
         from abrpipe.validate import check_schema_dir
 
@@ -154,8 +157,8 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
     out = output or default_output(input_path)
     target = target_for(out, endpoint=endpoint)  # a URL abrpipe cannot write is refused here, before anything runs
     analysis = None
-    if metric and not per_title:
-        raise click.UsageError("--metric goes with --per-title")
+    if (metric or min_saving is not None) and not per_title:
+        raise click.UsageError("--metric and --min-saving go with --per-title")
     if per_title:
         if dry_run:
             raise click.UsageError("--dry-run cannot run the per-title trial encodes; save the ladder with "
@@ -166,8 +169,8 @@ def _encode(ctx, input_path, output, profile, preset, audio_tracks, allow_refere
         target.check()  # before the trial encodes, as run_job does before the encode
         source_path = local_input(Job(input=input_path, output=out, profile=profile, endpoint=endpoint))
         analysis = pertitle_cmd.analyse_for_encode(source_path, profile, preset=preset, metric=metric,
-                                                   allow_references=allow_references, quiet=quiet)
-        profile = analysis.profile
+                                                   allow_references=allow_references, quiet=quiet, min_saving=min_saving)
+        profile = analysis.chosen_profile  # the per-title ladder, or the profile's own when the guard keeps it
     job = Job(
         input=input_path,
         output=out,

@@ -33,6 +33,23 @@ def metric_option(f):
     )(f)  # fmt: skip
 
 
+def min_saving_option(f):
+    return click.option(
+        "--min-saving", "min_saving", type=click.FloatRange(min=0.0), default=None, metavar="PCT",
+        help="With --per-title: use the per-title ladder only if the trials predict it saves at least PCT % "
+        "bitrate at equal quality (BD-rate), on the whole sample and on every sampled window; otherwise keep "
+        "the profile's ladder (default 3).",
+    )(f)  # fmt: skip
+
+
+def analysis_options(metric: str | None, min_saving: float | None):
+    from abrpipe.pertitle.analysis import AnalysisOptions
+    from abrpipe.pertitle.guard import GuardOptions
+
+    guard = GuardOptions() if min_saving is None else GuardOptions(min_saving_pct=min_saving)
+    return AnalysisOptions(metric=metric, guard_options=guard)
+
+
 def require_extras(*, bd: bool = False, plot: bool = False) -> None:
     """Per-title needs the `pertitle` extra; say so in one line instead of an ImportError."""
     needed = ["numpy", "scipy"] + (["bjontegaard"] if bd else []) + (["matplotlib"] if plot else [])
@@ -66,14 +83,15 @@ def _q(value: float | None, metric: str) -> str:
     return f"{value:.4f}" if metric == "ssim" else f"{value:.2f}"
 
 
-def run_analysis(source_path: str, profile: Profile, *, metric: str | None, allow_references: bool, quiet: bool):
+def run_analysis(source_path: str, profile: Profile, *, metric: str | None, allow_references: bool, quiet: bool,
+                 min_saving: float | None = None):  # fmt: skip
     """Probe and analyse one title (the analysis behind every --per-title)."""
     require_extras()
-    from abrpipe.pertitle.analysis import AnalysisOptions, analyse
+    from abrpipe.pertitle.analysis import analyse
     from abrpipe.probe import probe
 
     source = probe(source_path, allow_references=allow_references)
-    return analyse(source, profile, AnalysisOptions(metric=metric), on_event=_Messages(quiet))
+    return analyse(source, profile, analysis_options(metric, min_saving), on_event=_Messages(quiet))
 
 
 def save(analysis, path: str) -> str:
@@ -138,6 +156,14 @@ def print_analysis(analysis) -> None:
               highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     for note in analysis.notes:
         err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    print_decision(analysis)
+
+
+def print_decision(analysis) -> None:
+    """One line: which ladder `encode --per-title` uses, and why the profile's is kept."""
+    style = "green" if analysis.decision.per_title else "bold yellow"
+    console_err().print(f"decision: {analysis.decision.summary()}", style=style, highlight=False, markup=False,
+                        soft_wrap=True)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,9 +172,11 @@ def print_analysis(analysis) -> None:
 
 
 def ladder_per_title(input_path: str, profile_ref: str, *, metric: str | None, plot: str | None,
-                     save_profile: str | None, as_json: bool, allow_references: bool) -> None:  # fmt: skip
+                     save_profile: str | None, as_json: bool, allow_references: bool,
+                     min_saving: float | None = None) -> None:  # fmt: skip
     profile = registry.load(profile_ref)
-    analysis = run_analysis(input_path, profile, metric=metric, allow_references=allow_references, quiet=False)
+    analysis = run_analysis(input_path, profile, metric=metric, allow_references=allow_references, quiet=False,
+                            min_saving=min_saving)  # fmt: skip
     data: dict[str, Any] = analysis.to_dict()
     if save_profile:
         data["saved_profile"] = save(analysis, save_profile)
@@ -170,12 +198,15 @@ def ladder_per_title(input_path: str, profile_ref: str, *, metric: str | None, p
 
 
 def analyse_for_encode(input_path: str, profile: Profile, *, preset: str | None, metric: str | None,
-                       allow_references: bool, quiet: bool):  # fmt: skip
+                       allow_references: bool, quiet: bool, min_saving: float | None = None):  # fmt: skip
     """The per-title ladder to encode: analysed with the preset the encode will use."""
     effective = replace(profile, preset=preset) if preset else profile
-    analysis = run_analysis(input_path, effective, metric=metric, allow_references=allow_references, quiet=quiet)
+    analysis = run_analysis(input_path, effective, metric=metric, allow_references=allow_references, quiet=quiet,
+                            min_saving=min_saving)  # fmt: skip
     if not quiet:
         print_analysis(analysis)
+    elif not analysis.decision.per_title:  # keeping the profile's ladder is said even with --quiet
+        console_err().print(f"per-title: {analysis.decision.summary()}", highlight=False, markup=False, soft_wrap=True)
     return analysis
 
 
@@ -189,21 +220,26 @@ def after_encode(analysis, base_profile: Profile, result, output: str, *, publis
     extra: dict[str, Any] = {"per_title": analysis.to_dict()}
     with open(os.path.join(out, ANALYSIS_NAME), "w", encoding="utf-8") as fh:
         json.dump(extra["per_title"], fh, indent=2, default=str)
+    used = analysis.decision.per_title
+    comment = (f"Per-title ladder of this output ({analysis.metric} hull)." if used else
+               f"The profile's own ladder, kept for this output: {analysis.decision.summary()}.")  # fmt: skip
     with open(os.path.join(out, PROFILE_NAME), "w", encoding="utf-8") as fh:
-        fh.write(profile_toml(analysis.profile, comment=f"Per-title ladder of this output ({analysis.metric} hull)."))
+        fh.write(profile_toml(analysis.chosen_profile, comment=comment))
     if not report:
         return extra
     require_extras(bd=True)
     from abrpipe.pertitle.compare import evaluate
 
     effective = replace(base_profile, preset=preset) if preset else base_profile
-    rep = evaluate(analysis, effective, analysis.input, per_title_result=result, per_title_output=out,
-                   allow_references=allow_references, on_event=_Messages(quiet))  # fmt: skip
+    published = {"per_title_result": result, "per_title_output": out} if used else {"fixed_result": result, "fixed_output": out}
+    rep = evaluate(analysis, effective, analysis.input, allow_references=allow_references, on_event=_Messages(quiet),
+                   **published)  # fmt: skip
     data = rep.to_dict()
     data.pop("analysis")  # already in pertitle.json
     outputs = data.get("outputs") or {}
-    if outputs.get("per_title") == out:
-        outputs["per_title"] = os.path.abspath(published_as)  # where the measured ladder is published
+    for key in ("per_title", "fixed"):
+        if outputs.get(key) == out:
+            outputs[key] = os.path.abspath(published_as)  # where the measured ladder is published
     try:
         data["plot"] = plot_analysis(analysis, os.path.join(out, REPORT_PLOT_NAME),
                                      per_title_measured=rep.comparison.per_title, fixed_measured=rep.comparison.fixed)  # fmt: skip
@@ -234,13 +270,33 @@ def comparison_table(title: str, rungs, metric: str) -> Table:
     return table
 
 
+def prediction_table(rep) -> Table:
+    metric = rep.comparison.metric
+    table = Table(title="predicted by the trials vs measured after the encode", title_justify="left")
+    for col in ("ladder", "rendition", "target", "measured", "bitrate error", f"predicted {metric}", f"measured {metric}", "error"):
+        table.add_column(col, justify="left" if col in ("ladder", "rendition") else "right")
+    for p in rep.predictions:
+        table.add_row(p.ladder, p.id, f"{p.predicted_kbps:.0f}k", f"{p.measured_kbps:.0f}k", f"{p.kbps_error_pct:+.1f}%",
+                      _q(p.predicted_quality, metric), _q(p.measured_quality, metric), f"{p.quality_error:+.2f}")  # fmt: skip
+    return table
+
+
 def print_report(rep) -> None:
     err = console_err()
     cmp = rep.comparison
     err.print(comparison_table(f"fixed ladder ({rep.analysis.base_profile})", cmp.fixed, cmp.metric))
     err.print(comparison_table("per-title ladder", cmp.per_title, cmp.metric))
     style = "green" if cmp.per_title_wins else "bold yellow"
-    err.print(cmp.verdict(), style=style, highlight=False, markup=False, soft_wrap=True)
+    err.print(rep.verdict(), style=style, highlight=False, markup=False, soft_wrap=True)
+    err.print(prediction_table(rep))
+    pe = rep.prediction_error()["all"]
+    if pe.get("rungs"):
+        err.print(f"prediction error over {pe['rungs']} rungs: {cmp.label} mean |error| {pe['quality_mae']:.2f} "
+                  f"(max {pe['quality_max_abs']:.2f}, bias {pe['quality_bias']:+.2f}); bitrate mean |error| "
+                  f"{pe['kbps_mae_pct']:.1f}% (max {pe['kbps_max_abs_pct']:.1f}%, bias {pe['kbps_bias_pct']:+.1f}%); at the "
+                  f"bitrate each encode really hit, the trial curves are off by {pe['curve_mae']:.2f} on average",
+                  highlight=False, markup=False,
+                  soft_wrap=True)  # fmt: skip
     for item in cmp.left_out:
         err.print(f"note: left out of the BD-rate (more bits than another rung, no better quality): {item}",
                   highlight=False, markup=False, soft_wrap=True)  # fmt: skip
@@ -258,6 +314,7 @@ def print_report(rep) -> None:
 @click.option("--per-title", "per_title", is_flag=True,
               help="Compare with the per-title ladder built for INPUT (implied: the only comparison today).")
 @metric_option
+@min_saving_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the curves and both ladders to this .png or .svg.")
 @click.option("--save-profile", type=click.Path(dir_okay=False), help="Also write the per-title ladder to this .toml profile.")
 @click.option("--work", "work_dir", type=click.Path(file_okay=False),
@@ -265,8 +322,8 @@ def print_report(rep) -> None:
 @click.option("--allow-references", is_flag=True, help="Let ffmpeg open inputs that reference other files or URLs.")
 @json_option
 @quiet_option
-def compare(input_path, profile_ref, preset, per_title, metric, plot, save_profile, work_dir, allow_references,
-            as_json, quiet):  # fmt: skip
+def compare(input_path, profile_ref, preset, per_title, metric, min_saving, plot, save_profile, work_dir,
+            allow_references, as_json, quiet):  # fmt: skip
     """Build INPUT's per-title ladder, encode it and the profile's fixed ladder, and report the BD-rate.
 
     Both ladders are encoded like `abrpipe encode` does (video only), every rendition is scored
@@ -275,13 +332,12 @@ def compare(input_path, profile_ref, preset, per_title, metric, plot, save_profi
     code is 0 whichever ladder wins: this is a report.
     """
     require_extras(bd=True, plot=bool(plot))
-    from abrpipe.pertitle.analysis import AnalysisOptions
     from abrpipe.pertitle.compare import compare as run_compare
 
     profile = registry.load(profile_ref)
     if preset:
         profile = replace(profile, preset=preset)
-    rep = run_compare(input_path, profile, AnalysisOptions(metric=metric), work_dir=work_dir,
+    rep = run_compare(input_path, profile, analysis_options(metric, min_saving), work_dir=work_dir,
                       allow_references=allow_references, on_event=_Messages(quiet or as_json))  # fmt: skip
     data = rep.to_dict()
     if save_profile:

@@ -22,7 +22,7 @@ from typing import Any
 
 from abrpipe import encode
 from abrpipe.errors import EncodeError
-from abrpipe.pertitle import bdrate, metrics
+from abrpipe.pertitle import bdrate, hull, metrics
 from abrpipe.pertitle.analysis import (
     METRIC_LABELS,
     Analysis,
@@ -32,6 +32,7 @@ from abrpipe.pertitle.analysis import (
     children_cpu_s,
     metric_engine,
     monotone,
+    predict_on_curve,
 )
 from abrpipe.pipeline import Job, JobResult, run_job
 from abrpipe.plan import LadderPlan, PlannedRung
@@ -82,7 +83,8 @@ class Comparison:
 
     @property
     def per_title_wins(self) -> bool | None:
-        if self.bd is None or math.isnan(self.bd.percent):
+        """True/False when the BD-rate says so over a large enough overlap; None when it cannot tell."""
+        if self.bd is None or math.isnan(self.bd.percent) or not self.bd.valid:
             return None
         return self.bd.percent < 0
 
@@ -90,12 +92,16 @@ class Comparison:
         if self.bd is None or math.isnan(self.bd.percent):
             return f"no BD-rate: {self.problem or 'the ladders do not overlap in quality'}"
         pct, ov = self.bd.percent, self.bd.overlap
-        caveat = "" if self.bd.valid else f"; overlap below {bdrate.DEFAULT_MIN_OVERLAP:g}, indicative only"
+        if not self.bd.valid:
+            return (
+                f"no verdict: the two ladders share only {ov:.0%} of their {self.label} range (below "
+                f"{bdrate.DEFAULT_MIN_OVERLAP:.0%}); BD-rate over that sliver {pct:+.1f}%, not a claim either way"
+            )
         if pct < 0:
-            return f"per-title saves {-pct:.1f}% bitrate at equal {self.label} (BD-rate {pct:+.1f}%, overlap {ov:.2f}{caveat})"
+            return f"per-title saves {-pct:.1f}% bitrate at equal {self.label} (BD-rate {pct:+.1f}%, overlap {ov:.2f})"
         return (
             f"per-title LOSES: it needs {pct:.1f}% more bitrate than the fixed ladder at equal {self.label} "
-            f"(BD-rate {pct:+.1f}%, overlap {ov:.2f}{caveat})"
+            f"(BD-rate {pct:+.1f}%, overlap {ov:.2f})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,12 +117,89 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class RungPrediction:
+    """What the trials predicted for one encoded rung and what the final encode measured."""
+
+    ladder: str  # "per-title" or "fixed"
+    id: str
+    predicted_kbps: float  # the rung's target bitrate (the trials predict quality at it)
+    measured_kbps: float
+    predicted_quality: float
+    measured_quality: float
+    quality_at_measured_kbps: float  # the trial curve's quality at the bitrate the encode really hit
+
+    @property
+    def quality_error(self) -> float:
+        return self.measured_quality - self.predicted_quality
+
+    @property
+    def kbps_error_pct(self) -> float:
+        return 100.0 * (self.measured_kbps - self.predicted_kbps) / self.predicted_kbps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ladder": self.ladder, "id": self.id, "predicted_kbps": round(self.predicted_kbps, 1),
+                "measured_kbps": round(self.measured_kbps, 1), "kbps_error_pct": round(self.kbps_error_pct, 2),
+                "predicted_quality": round(self.predicted_quality, 3),
+                "measured_quality": round(self.measured_quality, 3), "quality_error": round(self.quality_error, 3),
+                "quality_at_measured_kbps": round(self.quality_at_measured_kbps, 3),
+                "curve_error": round(self.measured_quality - self.quality_at_measured_kbps, 3)}  # fmt: skip
+
+
+def predictions(analysis: Analysis, fixed: Sequence[MeasuredRung], per_title: Sequence[MeasuredRung]) -> list[RungPrediction]:
+    """Pair every measured rung with the analysis' prediction for it (same order as the ladders)."""
+    env = hull.envelope(analysis.points)
+
+    def at(m: MeasuredRung) -> float:
+        try:
+            return predict_on_curve(env, (m.width, m.height), m.kbps)[0]
+        except KeyError:  # a size no trial measured
+            return env.quality_at(m.kbps)
+
+    out = []
+    for m, f in zip(sorted(fixed, key=lambda r: -r.target_kbps), sorted(analysis.fixed, key=lambda r: -r.kbps), strict=False):
+        out.append(RungPrediction("fixed", m.id, f.kbps, m.kbps, f.predicted_quality, m.quality, at(m)))
+    for m, r in zip(sorted(per_title, key=lambda r: -r.target_kbps), sorted(analysis.rungs, key=lambda r: -r.kbps), strict=False):
+        out.append(RungPrediction("per-title", m.id, r.kbps, m.kbps, r.predicted_quality, m.quality, at(m)))
+    return out
+
+
+def prediction_summary(preds: Sequence[RungPrediction]) -> dict[str, Any]:
+    """Mean/max absolute error of the predicted quality and bitrate, over the given rungs."""
+    if not preds:
+        return {"rungs": 0}
+    q = [abs(p.quality_error) for p in preds]
+    k = [abs(p.kbps_error_pct) for p in preds]
+    c = [abs(p.measured_quality - p.quality_at_measured_kbps) for p in preds]
+    bias = sum(p.quality_error for p in preds) / len(preds)
+    kbias = sum(p.kbps_error_pct for p in preds) / len(preds)
+    return {"rungs": len(preds), "quality_mae": round(sum(q) / len(q), 3), "quality_max_abs": round(max(q), 3),
+            "quality_bias": round(bias, 3), "kbps_mae_pct": round(sum(k) / len(k), 2),
+            "kbps_max_abs_pct": round(max(k), 2), "kbps_bias_pct": round(kbias, 2),
+            "curve_mae": round(sum(c) / len(c), 3)}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Report:
     analysis: Analysis
     comparison: Comparison
     cpu_s: dict[str, float]  # analysis, fixed_encode, per_title_encode, measure
     wall_s: dict[str, float]
     outputs: dict[str, str | None]  # where the two ladders were published (None once removed)
+    predictions: tuple[RungPrediction, ...] = ()
+
+    def prediction_error(self) -> dict[str, Any]:
+        return {
+            "all": prediction_summary(self.predictions),
+            "per_title": prediction_summary([p for p in self.predictions if p.ladder == "per-title"]),
+            "fixed": prediction_summary([p for p in self.predictions if p.ladder == "fixed"]),
+        }
+
+    def verdict(self) -> str:
+        """The comparison's verdict, plus what ``encode --per-title`` does with this title."""
+        d = self.analysis.decision
+        used = ("encode --per-title uses the per-title ladder" if d.per_title
+                else "encode --per-title keeps the profile's ladder (" + "; ".join(d.reasons) + ")")  # fmt: skip
+        return f"{self.comparison.verdict()}; {used}"
 
     @property
     def analysis_vs_encode(self) -> float | None:
@@ -137,6 +220,10 @@ class Report:
             "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()},
             "wall_s": {k: round(v, 2) for k, v in self.wall_s.items()},
             "analysis_cpu_vs_fixed_encode": None if ratio is None else round(ratio, 3),
+            "decision": self.analysis.decision.to_dict(),
+            "used_ladder": "per-title" if self.analysis.decision.per_title else "profile",
+            "prediction": [p.to_dict() for p in self.predictions],
+            "prediction_error": self.prediction_error(),
             "outputs": self.outputs,
             "analysis": self.analysis.to_dict(),
         }
@@ -261,12 +348,15 @@ def evaluate(
     *,
     per_title_result: JobResult | None = None,
     per_title_output: str | None = None,
+    fixed_result: JobResult | None = None,
+    fixed_output: str | None = None,
     work_dir: str | None = None,
     allow_references: bool = False,
     on_event: EventCallback | None = None,
 ) -> Report:
-    """Encode the fixed ladder of ``profile`` (and the per-title ladder, unless ``per_title_result``
-    already holds it, published at ``per_title_output``), measure both and compare them.
+    """Encode the fixed ladder of ``profile`` (unless ``fixed_result`` already holds it, published at
+    ``fixed_output``) and the per-title ladder (unless ``per_title_result`` already holds it, published
+    at ``per_title_output``), measure both and compare them.
 
     ``work_dir`` keeps the encodes (``WORK/fixed``, ``WORK/per-title``); by default they go to a
     temporary directory that is removed.
@@ -282,11 +372,15 @@ def evaluate(
     wall: dict[str, float] = {"analysis": analysis.cost.wall_s}
     outputs: dict[str, str | None] = {}
     try:
-        fixed_out = os.path.join(base, "fixed")
-        emit(f"encoding the fixed ladder ({profile.name}) into {fixed_out}")
-        c0, w0 = children_cpu_s(), time.monotonic()
-        fixed_result = _encode(input_path, profile, fixed_out, allow_references)
-        cpu["fixed_encode"], wall["fixed_encode"] = children_cpu_s() - c0, time.monotonic() - w0
+        if fixed_result is None:
+            fixed_out = os.path.join(base, "fixed")
+            emit(f"encoding the fixed ladder ({profile.name}) into {fixed_out}")
+            c0, w0 = children_cpu_s(), time.monotonic()
+            fixed_result = _encode(input_path, profile, fixed_out, allow_references)
+            cpu["fixed_encode"], wall["fixed_encode"] = children_cpu_s() - c0, time.monotonic() - w0
+        else:
+            assert fixed_output is not None
+            fixed_out = fixed_output
         if per_title_result is None:
             per_title_output = os.path.join(base, "per-title")
             emit(f"encoding the per-title ladder into {per_title_output}")
@@ -305,13 +399,15 @@ def evaluate(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         cpu["measure"], wall["measure"] = children_cpu_s() - c0, time.monotonic() - w0
-        outputs = {"fixed": fixed_out if keep else None, "per_title": per_title_output}
-        if not keep and per_title_output.startswith(base + os.sep):
-            outputs["per_title"] = None
+        outputs = {"fixed": fixed_out, "per_title": per_title_output}
+        for key, path in list(outputs.items()):
+            if not keep and path is not None and path.startswith(base + os.sep):
+                outputs[key] = None
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
-    return Report(analysis, compare_ladders(fixed, per_title, engine.metric), cpu, wall, outputs)
+    preds = tuple(predictions(analysis, fixed, per_title))
+    return Report(analysis, compare_ladders(fixed, per_title, engine.metric), cpu, wall, outputs, preds)
 
 
 def compare(

@@ -353,16 +353,19 @@ _SUMMARY = {
 }
 
 
+def _parse_vmaf(path: Path) -> QualityScore:
+    if not path.exists():
+        return QualityScore("vmaf", math.nan, 0)
+    data = json.loads(path.read_text())
+    frames = len(data.get("frames", []))
+    mean = float(data["pooled_metrics"]["vmaf"]["mean"]) if frames else math.nan
+    return QualityScore("vmaf", mean, frames)
+
+
 def _parse(metric: str, workdir: Path, stderr: str) -> QualityScore:
     """Read the result; ``frames == 0`` (and a NaN mean) when no frame pair was compared."""
     if metric == "vmaf":
-        path = workdir / "vmaf.json"
-        if not path.exists():
-            return QualityScore("vmaf", math.nan, 0)
-        data = json.loads(path.read_text())
-        frames = len(data.get("frames", []))
-        mean = float(data["pooled_metrics"]["vmaf"]["mean"]) if frames else math.nan
-        return QualityScore("vmaf", mean, frames)
+        return _parse_vmaf(workdir / "vmaf.json")
     if metric not in _SUMMARY:
         raise ValueError(f"unknown metric {metric!r}")
     stats = workdir / f"{metric}.log"
@@ -376,6 +379,22 @@ def _parse(metric: str, workdir: Path, stderr: str) -> QualityScore:
     if metric in ("psnr", "xpsnr"):
         value = _cap(value)  # identical frames: inf dB
     return QualityScore(metric, value, frames)  # type: ignore[arg-type]
+
+
+def _run_checked(
+    engine: MetricEngine, argv: Sequence[str], timeout_s: float | None, cwd: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a metric command in ``cwd``; a timeout, a failure to start or a non-zero exit is a MetricError."""
+    try:
+        res = _run(argv, timeout_s, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise MetricError(f"{engine.metric} measurement timed out after {timeout_s} s") from exc
+    except OSError as exc:
+        raise MetricError(f"cannot run {engine.ffmpeg_path}: {exc}") from exc
+    if res.returncode != 0:
+        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
+        raise MetricError(f"ffmpeg {engine.metric} measurement failed (exit {res.returncode}):\n{tail}")
+    return res
 
 
 def measure(
@@ -432,15 +451,7 @@ def measure(
         reference_stream=reference_stream,
     )
     with tempfile.TemporaryDirectory(prefix="abrpipe-metric-") as tmp:
-        try:
-            res = _run(argv, timeout_s, cwd=tmp)
-        except subprocess.TimeoutExpired as exc:
-            raise MetricError(f"{engine.metric} measurement timed out after {timeout_s} s") from exc
-        except OSError as exc:
-            raise MetricError(f"cannot run {engine.ffmpeg_path}: {exc}") from exc
-        if res.returncode != 0:
-            tail = "\n".join(res.stderr.strip().splitlines()[-15:])
-            raise MetricError(f"ffmpeg {engine.metric} measurement failed (exit {res.returncode}):\n{tail}")
+        res = _run_checked(engine, argv, timeout_s, tmp)
         try:
             score = _parse(engine.metric, Path(tmp), res.stderr)
         except (OSError, KeyError, ValueError) as exc:
@@ -451,6 +462,82 @@ def measure(
             f"(start_s={start_s}, duration_s={duration_s}) lies inside them"
         )
     return score
+
+
+def build_batch_argv(
+    engine: MetricEngine,
+    reference_path: str | os.PathLike[str],
+    distorted_paths: Sequence[str | os.PathLike[str]],
+    *,
+    width: int,
+    height: int,
+    every_nth: int = 5,
+    vmaf_model: str = DEFAULT_VMAF_MODEL,
+    pix_fmt: str = "yuv420p",
+    threads: int | None = None,
+) -> list[str]:
+    """One ffmpeg command that scores every distorted input against the same reference (VMAF only).
+
+    The reference is read, subsampled and converted once and ``split`` to one libvmaf per distorted
+    input, each writing ``vmaf_<i>.json``: one process and one reference read for a whole batch of
+    trials instead of one per trial.
+    """
+    if engine.metric != "vmaf":
+        raise ValueError("batch scoring is implemented for VMAF only")
+    threads = threads or max(1, os.cpu_count() or 1)
+    n = len(distorted_paths)
+    parts = [_branch("0:v", "refall", every_nth=every_nth, width=width, height=height, pix_fmt=pix_fmt)]
+    # One copy of the prepared reference per metric filter.
+    parts.append("[refall]split=" + str(n) + "".join(f"[ref{i}]" for i in range(n)) if n > 1 else "[refall]null[ref0]")
+    maps: list[str] = []
+    for i in range(n):
+        parts.append(_branch(f"{i + 1}:v", f"dis{i}", every_nth=every_nth, width=width, height=height, pix_fmt=pix_fmt))
+        vmaf = _metric_filter("vmaf", vmaf_model=vmaf_model, threads=threads).replace("log_path=vmaf.json", f"log_path=vmaf_{i}.json")
+        parts.append(f"[dis{i}][ref{i}]{vmaf}[out{i}]")
+        # Each metric output goes to its own null muxer: nothing is written.
+        maps += ["-map", f"[out{i}]", "-f", "null", "-"]
+    inputs: list[str] = ["-i", str(Path(reference_path).resolve())]
+    for d in distorted_paths:
+        inputs += ["-i", str(Path(d).resolve())]
+    return [
+        engine.ffmpeg_path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        *inputs, "-filter_complex", ";".join(parts), *maps,
+    ]  # fmt: skip
+
+
+def measure_batch(
+    engine: MetricEngine,
+    reference_path: str | os.PathLike[str],
+    distorted_paths: Sequence[str | os.PathLike[str]],
+    *,
+    width: int,
+    height: int,
+    every_nth: int = 5,
+    vmaf_model: str = DEFAULT_VMAF_MODEL,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+) -> list[QualityScore]:
+    """Score several distorted clips against one reference; one process for VMAF (see
+    :func:`build_batch_argv`), one :func:`measure` per clip for the other metrics."""
+    if engine.metric != "vmaf" or len(distorted_paths) < 2:
+        return [measure(engine, reference_path, d, width=width, height=height, every_nth=every_nth,
+                        vmaf_model=vmaf_model, timeout_s=timeout_s) for d in distorted_paths]  # fmt: skip
+    for p in (reference_path, *distorted_paths):
+        if not Path(p).is_file():
+            raise MetricError(f"input not found: {p}")
+    argv = build_batch_argv(engine, reference_path, distorted_paths, width=width, height=height,
+                            every_nth=int(every_nth), vmaf_model=vmaf_model)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="abrpipe-metric-") as tmp:
+        _run_checked(engine, argv, timeout_s, tmp)
+        scores = []
+        for i in range(len(distorted_paths)):
+            try:
+                score = _parse_vmaf(Path(tmp, f"vmaf_{i}.json"))
+            except (OSError, KeyError, ValueError) as exc:
+                raise MetricError(f"cannot read the {engine.metric} result: {exc}") from exc
+            if score.frames == 0 or math.isnan(score.mean):
+                raise MetricError(f"no frames were compared for {distorted_paths[i]}")
+            scores.append(score)
+    return scores
 
 
 def combine_scores(scores: Sequence[QualityScore]) -> QualityScore:

@@ -53,13 +53,22 @@ def test_ladder_per_title_json(ladder_run, clip_360p):
     data, _ = ladder_run
     assert data["metric"] == "psnr" and data["codec"] == "h264" and data["preset"] == "ultrafast"
     assert data["resolutions"] == ["640x360", "480x270", "320x180"]
-    assert len(data["trials"]) == 15 and all(t["kbps"] > 0 and 15 < t["quality"] <= 100 for t in data["trials"])
-    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {6 * 15 // 5}  # the 15-fps rung
-    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {6 * 30 // 5}  # every 5th of 6 s
+    # A diagonal through CRF x size: the biggest size gets the lowest CRFs, the smallest the highest.
+    assert data["crfs_by_size"] == {"640x360": [18, 24, 30], "480x270": [24, 30, 36], "320x180": [30, 36, 42]}
+    assert len(data["trials"]) == 9 and all(t["kbps"] > 0 and 15 < t["quality"] <= 100 for t in data["trials"])
+    # every 6th frame of two 3-s pieces: 0, 6, ..., 84 at 30 fps; 0, 6, ..., 42 for the 15-fps rung
+    assert data["every_nth_frame"] == 6
+    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {2 * 8}
+    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {2 * 15}
     check_ladder(data["ladder"], (640, 360), 150, 600, 3)
     # 6 s: analysed whole, in two pieces (each decoded once, its reference kept small)
     assert data["windows"] == [{"start_s": 0.0, "duration_s": 3.0}, {"start_s": 3.0, "duration_s": None}]
     assert data["cost"]["cpu_s"] > 0
+    # the guard's decision, with the figures behind it (one BD-rate per window: the prediction check)
+    decision = data["decision"]
+    assert data["used_ladder"] == ("per-title" if decision["per_title"] else "profile")
+    assert len(decision["checks"]["window_bd_rate_pct"]) == 2 and decision["checks"]["usable_points"] >= 6
+    assert decision["per_title"] == (not decision["reasons"])
 
 
 def test_saved_profile_round_trips(ladder_run, clip_360p):
@@ -106,8 +115,23 @@ def test_compare_json(clip_360p, tmp_path):
     data = json.loads(res.stdout)
     bd = data["bd_rate"]
     assert bd["method"] == "pchip" and 0 < bd["overlap"] <= 1 and math.isfinite(bd["percent"])
-    assert data["per_title_wins"] == (bd["percent"] < 0) and data["metric"] == "psnr"
-    assert ("saves" if bd["percent"] < 0 else "LOSES") in data["verdict"] and data["verdict"] in res.stderr
+    assert data["metric"] == "psnr"
+    if bd["valid"]:
+        assert data["per_title_wins"] == (bd["percent"] < 0)
+        assert ("saves" if bd["percent"] < 0 else "LOSES") in data["verdict"]
+    else:  # no win claimed from a small overlap
+        assert data["per_title_wins"] is None and data["verdict"].startswith("no verdict")
+    assert data["verdict"] in res.stderr
+    # ... followed by what `encode --per-title` would do with this title, and why
+    said = "uses the per-title ladder" if data["decision"]["per_title"] else "keeps the profile's ladder"
+    assert f"{data['verdict']}; encode --per-title {said}" in res.stderr
+    assert all(r in res.stderr for r in data["decision"]["reasons"])
+    # predicted vs measured, per rung of both ladders, and the error over them
+    assert [p["id"] for p in data["prediction"]] == [r["id"] for r in data["fixed"]] + [r["id"] for r in data["per_title"]]
+    for p in data["prediction"]:
+        assert p["quality_error"] == pytest.approx(p["measured_quality"] - p["predicted_quality"], abs=0.002)
+    assert data["prediction_error"]["all"]["rungs"] == len(data["prediction"])
+    assert "predicted by the trials vs measured after the encode" in res.stderr
     assert [r["id"] for r in data["fixed"]] == ["360p-600k", "270p-350k", "180p-150k"]
     assert len(data["per_title"]) == len(data["analysis"]["ladder"])
     for r in data["fixed"] + data["per_title"]:
@@ -131,27 +155,59 @@ def test_encode_per_title_with_report(clip_360p, tmp_path):
                   "-o", str(out), "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    ladder = data["per_title"]["ladder"]
-    check_ladder(ladder, (640, 360), 150, 600, 3)
-    # the published renditions are the per-title ladder (re-probed), with the audio of the profile
+    check_ladder(data["per_title"]["ladder"], (640, 360), 150, 600, 3)
+    used = data["per_title"]["decision"]["per_title"]
+    profile_ladder = [{"width": w, "height": h} for w, h in ((640, 360), (480, 270), (320, 180))]
+    ladder = data["per_title"]["ladder"] if used else profile_ladder
+    # the published renditions are the ladder the guard chose (re-probed), with the audio of the profile
     videos = [r for r in data["renditions"] if r["kind"] == "video"]
     assert [(r["width"], r["height"]) for r in videos] == [(r["width"], r["height"]) for r in ladder]
     for r, rung in zip(videos, ladder, strict=True):
         stream = ffprobe_json("-show_streams", str(joined_rendition(out / r["id"], tmp_path)))["streams"][0]
         assert (stream["width"], stream["height"]) == (rung["width"], rung["height"])
     assert any(r["kind"] == "audio" for r in data["renditions"])
-    assert json.loads((out / "pertitle.json").read_text())["ladder"] == ladder
-    assert registry.load(str(out / "pertitle-profile.toml")).rungs
+    assert json.loads((out / "pertitle.json").read_text())["ladder"] == data["per_title"]["ladder"]
+    saved = registry.load(str(out / "pertitle-profile.toml")).rungs
+    assert [(r.width, r.height) for r in saved] == [(r["width"], r["height"]) for r in ladder]
     report = json.loads((out / "pertitle-report.json").read_text())
-    assert report["bd_rate"]["overlap"] > 0 and [r["id"] for r in report["per_title"]] == [r["id"] for r in videos]
+    published = "per_title" if used else "fixed"
+    assert report["bd_rate"]["overlap"] > 0 and [r["id"] for r in report[published]] == [r["id"] for r in videos]
     assert (out / "pertitle-report.png").exists() and report == data["per_title_report"]
     # Published with the ladder in one rename: the report names OUT, and no work area is left.
-    assert report["outputs"]["per_title"] == str(out) and not (tmp_path / "out.partial").exists()
-    # The HTML report draws the hull and marks every chosen rung at its bitrate.
+    assert report["outputs"][published] == str(out) and not (tmp_path / "out.partial").exists()
+    # The HTML report draws the hull and marks every rung of the per-title ladder at its bitrate.
     page = (out / "report.html").read_text()
     assert data["report"] == str(out / "report.html") and "upper convex hull" in page
-    for i, rung in enumerate(ladder):
+    for i, rung in enumerate(data["per_title"]["ladder"]):
         assert f'data-key="pertitle.rung.{i}" data-value="{rung["width"]}x{rung["height"]}@{rung["bitrate_kbps"]:g}"' in page
+
+
+@pytest.mark.slow
+def test_encode_per_title_keeps_the_profile_ladder_without_a_confident_saving(clip_360p, tmp_path):
+    """Never worse: asked for a saving the trials cannot predict, `encode --per-title` publishes the
+    profile's own ladder, says so on stderr and records why in pertitle.json."""
+    out = tmp_path / "out"
+    res = run_cli("encode", str(clip_360p), "--per-title", "--metric", "psnr", "--min-saving", "99", "-p", TINY_PROFILE,
+                  "-o", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "decision: the profile's ladder is kept: predicted BD-rate" in res.stderr
+    assert "is not a saving of at least 99%" in res.stderr
+    analysis = json.loads((out / "pertitle.json").read_text())
+    assert analysis["used_ladder"] == "profile" and not analysis["decision"]["per_title"]
+    assert any("not a saving of at least 99%" in r for r in analysis["decision"]["reasons"])
+    record = json.loads((out / "abrpipe.json").read_text())
+    videos = [r for r in record["renditions"] if r["kind"] == "video"]
+    assert [r["id"] for r in videos] == ["360p-600k", "270p-350k", "180p-150k"]
+    for r in videos:  # re-probed: the profile's sizes, not the per-title ones
+        stream = ffprobe_json("-show_streams", str(joined_rendition(out / r["id"], tmp_path)))["streams"][0]
+        assert (stream["width"], stream["height"]) == (r["width"], r["height"])
+    saved = registry.load(str(out / "pertitle-profile.toml"))
+    assert [(s.width, s.height, s.bitrate_kbps) for s in saved.rungs] == [(640, 360, 600), (480, 270, 350), (320, 180, 150)]
+
+
+def test_min_saving_goes_with_per_title(clip_360p):
+    res = CliRunner().invoke(cli, ["encode", str(clip_360p), "--min-saving", "5"])
+    assert res.exit_code == ExitCode.USAGE and "--min-saving go with --per-title" in res.output
 
 
 @pytest.mark.slow
@@ -160,7 +216,8 @@ def test_windows_on_mpeg_ts_source(tmp_path):
     from abrpipe.pertitle.analysis import AnalysisOptions, analyse
 
     clip = make_clip(tmp_path / "clip.ts", seconds=6, audio=None, extra=("-f", "mpegts"))
-    opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40))
+    opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40), seconds_per_segment=20, min_segments=2,
+                           every_nth=5, scene_aware=False)  # fmt: skip
     a = analyse(probe(str(clip)), registry.load(TINY_PROFILE), opts)
     assert [w.start_s for w in a.windows] == [1.0, 4.0] and len(a.trials) == 6
     for t in a.trials:
@@ -168,6 +225,19 @@ def test_windows_on_mpeg_ts_source(tmp_path):
         assert t.quality > (30 if t.crf == 20 else 20)  # a misaligned pair of frames scores far lower
     good = {t.height: t.quality for t in a.trials if t.crf == 20}
     assert good[360] > good[270] > good[180]
+
+
+def test_scene_cuts_find_a_hard_cut(tmp_path):
+    """The shot-cut finder behind scene-aware windows: one hard cut, at 1.5 s, and nothing else."""
+    from abrpipe.pertitle.analysis import scene_cuts
+
+    clip = tmp_path / "cut.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30:duration=1.5",
+                    "-f", "lavfi", "-i", "mandelbrot=size=320x180:rate=30,trim=duration=1.5",
+                    "-filter_complex", "[0][1]concat=n=2:v=1,format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+                    str(clip)], check=True, timeout=120)  # fmt: skip
+    cuts = scene_cuts(probe(str(clip)), 0.3)
+    assert len(cuts) == 1 and cuts[0] == pytest.approx(1.5, abs=0.05)
 
 
 @pytest.mark.slow

@@ -19,7 +19,9 @@ from abrpipe.pertitle.analysis import (
     build_trial_command,
     candidates,
     crf_grid,
+    crf_plan,
     monotone,
+    place_in_shots,
     sample_windows,
     single_codec,
 )
@@ -49,8 +51,9 @@ def source(w=1280, h=720, fps=Fraction(30), *, duration=60.0, rotation=0, vfr=Fa
     [
         (4.0, [0.0], None),  # short: the whole title in one piece
         (9.0, [0.0, 4.5], [4.5, None]),  # short but > 5 s: whole, in two pieces
-        (10.0, [1.5, 6.5], 2.0),  # K = clamp(ceil(10/20), 2, 8) = 2
-        (60.0, [9.0, 29.0, 49.0], 2.0),  # K = 3, centred in three equal parts
+        (10.0, [0.667, 4.0, 7.333], 2.0),  # K = clamp(ceil(10/8), 3, 8) = 3, centred in three equal parts
+        (30.0, [2.75, 10.25, 17.75, 25.25], 2.0),  # K = ceil(30/8) = 4
+        (60.0, [2.75 + 7.5 * i for i in range(8)], 2.0),  # K = 8
         (7200.0, None, 2.0),  # long: K = 8
     ],
 )
@@ -112,6 +115,32 @@ def test_single_codec_refuses_multi_codec_and_hardware_profiles():
         single_codec(nvenc)
 
 
+def test_windows_are_moved_into_one_shot():
+    even = sample_windows(30.0)  # 2.75, 10.25, 17.75, 25.25
+    cuts = [3.1, 9.0, 9.8, 16.0, 24.0, 27.5]
+    placed = place_in_shots(even, cuts, 30.0)
+    # each window is centred on the longest shot of its quarter of the title: no window straddles a cut
+    assert [w.start_s for w in placed] == [4.3, 11.4, 18.25, 24.75]
+    for w in placed:
+        assert not any(w.start_s < c < w.start_s + 2.0 for c in cuts)
+    assert place_in_shots(even, [], 30.0) == even  # no cuts: evenly spread as before
+    # a part whose shots are all shorter than a window: the window stays inside the part
+    short = place_in_shots(sample_windows(30.0), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], 30.0)
+    assert 0.0 <= short[0].start_s <= 7.5 - 2.0
+    whole = sample_windows(6.0)
+    assert place_in_shots(whole, [2.0], 6.0) == whole  # whole-title pieces are not moved
+
+
+def test_crf_plan_is_a_diagonal_through_the_grid():
+    sizes = [(1280, 720), (960, 540), (768, 432), (640, 360), (416, 234)]
+    plan = crf_plan("h264", list(reversed(sizes)))  # any order in, by size out
+    assert plan == {(1280, 720): (18, 24, 30), (960, 540): (21, 27, 33), (768, 432): (24, 30, 36),
+                    (640, 360): (27, 33, 39), (416, 234): (30, 36, 42)}  # fmt: skip
+    assert sum(len(v) for v in plan.values()) == 15  # instead of 25
+    assert crf_plan("h264", [(640, 360)]) == {(640, 360): (18, 24, 30, 36, 42)}  # one size: the whole grid
+    assert crf_plan("vp9", sizes[:2]) == {(1280, 720): (24, 32, 40), (960, 540): (40, 48, 56)}
+
+
 def test_crf_grids():
     assert crf_grid("h264") == (18, 24, 30, 36, 42)
     assert len(crf_grid("av1")) == 5 and crf_grid("vp9") != crf_grid("h264")
@@ -122,7 +151,8 @@ def test_trial_command_decodes_once_and_uses_the_final_encoder_settings():
     src = source(fps=Fraction(60))  # 60 fps: the 360p/234p rungs are capped at 30 fps
     plan = plan_ladder(src, replace(prof, audio=()))
     cands = candidates(src, prof, plan)
-    argv, trials, refs = build_trial_command(src, plan, cands, (20, 30), Window(12.5, 2.0), (1280, 720), (6600, 13200))
+    argv, trials, refs = build_trial_command(src, plan, cands, {c.resolution: (20, 30) for c in cands}, Window(12.5, 2.0),
+                                             (1280, 720), (6600, 13200))  # fmt: skip
     assert argv.count("-i") == 1
     i = argv.index("-i")
     assert argv[i - 4 : i] == ["-ss", "12.500000", "-t", "2.000000"]
@@ -135,9 +165,11 @@ def test_trial_command_decodes_once_and_uses_the_final_encoder_settings():
     assert len(trials) == 2 * len(cands) and set(refs) == {1, 2}
     assert argv.count("libx264") == len(trials) and argv.count("veryfast") == len(trials)
     assert argv.count("-crf") == len(trials)
+    assert argv.count("-threads") == len(trials)  # one encoder thread per trial: they run side by side
     assert "expr:eq(mod(n,120),0)" in argv and "expr:eq(mod(n,60),0)" in argv  # the ladder's GOP, per frame rate
     assert argv.count("6600k") == len(trials)  # the loose trial cap
-    whole, _, _ = build_trial_command(src, plan, cands, (20,), Window(0.0, None), (1280, 720), (6600, 13200))
+    whole, _, _ = build_trial_command(src, plan, cands, {c.resolution: (20,) for c in cands}, Window(0.0, None),
+                                      (1280, 720), (6600, 13200))  # fmt: skip
     assert "-ss" not in whole and "-t" not in whole
 
 

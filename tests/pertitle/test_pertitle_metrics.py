@@ -268,3 +268,15 @@ def test_combine_scores_weights_and_errors():
         combine_scores([QualityScore("vmaf", 90.0, 3), QualityScore("psnr", 40.0, 3)])
     with pytest.raises(ValueError, match="at least one"):
         combine_scores([])
+
+
+@needs_imageio
+def test_batch_scoring_matches_one_run_per_clip(clips):
+    """One VMAF process for several trials (one reference read) gives exactly the per-clip scores."""
+    from abrpipe.pertitle.metrics import measure_batch
+
+    eng = find_metric_engine("vmaf")
+    one_by_one = [measure(eng, clips.ref, d, width=W, height=H) for d in (clips.good, clips.bad, clips.lossless_mp4)]
+    batch = measure_batch(eng, clips.ref, [clips.good, clips.bad, clips.lossless_mp4], width=W, height=H)
+    assert batch == one_by_one
+    assert batch[0].mean > batch[1].mean + 20 and batch[2].mean > 97

@@ -1,0 +1,179 @@
+"""The never-worse guard: keep the profile's ladder unless the analysis shows a saving with confidence.
+
+Pure (no I/O, no subprocesses). :func:`decide` looks at what the trial encodes predict and returns a
+:class:`Decision`: use the per-title ladder, or keep the profile's fixed ladder and say why. The checks,
+all of which must pass for the per-title ladder to be used:
+
+* **enough points**: at least ``min_points`` usable (non-dominated) trial points, and at least two at
+  the size of every per-title rung, so every rung's quality is interpolated, not guessed;
+* **predicted saving**: the per-title ladder's BD-rate against the fixed ladder, both predicted from
+  the pooled trial curves, is at most ``-min_saving_pct`` (a margin for the prediction error);
+* **overlap**: the two predicted ladders share at least ``min_overlap`` of their combined quality range,
+  so the BD-rate describes more than a sliver of the ladders;
+* **prediction check**: every sampled window on its own must predict a saving too. Each window's
+  trials give that window's own curves; the rungs chosen from the pooled curves are re-predicted on
+  each window's curves, and a window on which the per-title ladder does not save (or whose prediction
+  cannot be made) means the sample does not represent the title well enough to trust the pooled one.
+
+Coverage (:func:`coverage_notes`): the per-title ladder deliberately stops where quality saturates
+and never goes below the profile's lowest bitrate, so its quality range can differ from the fixed
+ladder's at both ends; the notes say where and why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from abrpipe.pertitle import hull
+
+#: A predicted ladder: (kbps, quality) per rung.
+Ladder = Sequence[tuple[float, float]]
+#: BD-rate function: (anchor, test) -> (percent, overlap), percent NaN when it cannot be computed.
+BdFunction = Callable[[Ladder, Ladder], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class GuardOptions:
+    min_saving_pct: float = 3.0  # predicted BD-rate must be <= -this (margin for the prediction error)
+    min_overlap: float = 0.5  # the predicted ladders must share this much of their quality range
+    min_points: int = 5  # usable trial points in all (one size alone is trialled at 5 CRFs)
+    window_min_saving_pct: float = 0.0  # every window's own BD-rate must be <= -this
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``per_title``: encode the per-title ladder. ``reasons``: why the fixed ladder is kept (empty when
+    ``per_title``). ``checks``: the figures behind the decision (for reports)."""
+
+    per_title: bool
+    reasons: tuple[str, ...]
+    checks: Mapping[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.per_title:
+            return "per-title ladder used: the trials predict a saving on the pooled sample and on every window"
+        return "the profile's ladder is kept: " + "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_title": self.per_title, "summary": self.summary(), "reasons": list(self.reasons),
+                "checks": dict(self.checks)}  # fmt: skip
+
+
+def rung_quality(env: hull.Envelope, resolution: hull.Resolution, kbps: float) -> tuple[float, bool] | None:
+    """Quality of ``resolution`` at ``kbps`` on ``env`` (None if ``env`` has no such curve).
+    The flag is True when the value is extrapolated below the curve's lowest point."""
+    try:
+        curve = env.curve(resolution)
+    except KeyError:
+        return None
+    q = curve.quality_at(kbps)
+    if q is None:
+        return curve.extrapolate_below(kbps), True
+    return q, False
+
+
+def predict(
+    env: hull.Envelope, rungs: Sequence[tuple[hull.Resolution, float]], *, generous: bool = False
+) -> list[tuple[float, float]] | None:
+    """(kbps, quality) of each (resolution, kbps) rung on ``env``; None if a size has no curve there.
+
+    ``generous`` (used for the ladder we compare against): a rung above its size's highest trial
+    bitrate, where the curve is only held flat, gets the best quality any size reaches at that bitrate
+    instead, so an unmeasured stretch never makes the fixed ladder look worse than it may be.
+    """
+    out = []
+    for res, kbps in rungs:
+        got = rung_quality(env, res, kbps)
+        if got is None:
+            return None
+        q = got[0]
+        if generous and kbps > env.curve(res).max_kbps:
+            q = max(q, env.quality_at(kbps))
+        out.append((kbps, q))
+    return out
+
+
+def decide(
+    *,
+    pooled: hull.Envelope,
+    per_title: Sequence[tuple[hull.Resolution, float]],
+    fixed: Sequence[tuple[hull.Resolution, float]],
+    windows: Sequence[hull.Envelope | None],
+    usable_points: int,
+    bd: BdFunction,
+    metric_label: str = "quality",
+    options: GuardOptions | None = None,
+) -> Decision:
+    """Decide between the per-title ladder ``per_title`` and the fixed ladder ``fixed`` (each a list of
+    (resolution, kbps) rungs) from the pooled curves and each window's own curves (None for a window
+    whose trials gave no curve)."""
+    opts = options or GuardOptions()
+    reasons: list[str] = []
+    checks: dict[str, Any] = {"usable_points": usable_points, "min_points": opts.min_points,
+                              "min_saving_pct": opts.min_saving_pct, "min_overlap": opts.min_overlap}  # fmt: skip
+    if usable_points < opts.min_points:
+        reasons.append(f"too few usable trial points ({usable_points} < {opts.min_points})")
+    thin = sorted({res for res, _ in per_title if _points_at(pooled, res) < 2})
+    if thin:
+        reasons.append("too few trial points at " + ", ".join(f"{w}x{h}" for w, h in thin) + " to interpolate a rung there")
+    pt, fx = predict(pooled, per_title), predict(pooled, fixed, generous=True)
+    if pt is None or fx is None:
+        reasons.append("a rung's size has no trial curve")
+        return Decision(False, tuple(reasons), checks)
+    pct, overlap = bd(fx, pt)
+    checks["predicted_bd_rate_pct"] = None if math.isnan(pct) else round(pct, 2)
+    checks["predicted_overlap"] = round(overlap, 3)
+    if math.isnan(pct):
+        reasons.append("no predicted BD-rate (the predicted ladders do not overlap in quality)")
+    elif pct > -opts.min_saving_pct:
+        reasons.append(f"predicted BD-rate {pct:+.1f}% is not a saving of at least {opts.min_saving_pct:g}%")
+    if not math.isnan(pct) and overlap < opts.min_overlap:
+        reasons.append(f"the predicted ladders share only {overlap:.0%} of their {metric_label} range (< {opts.min_overlap:.0%})")
+    per_window: list[float | None] = []
+    for env in windows:
+        w_pt = predict(env, per_title) if env is not None else None
+        w_fx = predict(env, fixed, generous=True) if env is not None else None
+        if w_pt is None or w_fx is None:
+            per_window.append(None)
+            continue
+        w_pct, _ = bd(w_fx, w_pt)
+        per_window.append(None if math.isnan(w_pct) else round(w_pct, 2))
+    checks["window_bd_rate_pct"] = per_window
+    if len(windows) > 1:
+        bad = [i for i, v in enumerate(per_window, 1) if v is None or v > -opts.window_min_saving_pct]
+        if bad:
+            detail = ", ".join(f"window {i}: " + ("no prediction" if per_window[i - 1] is None else f"{per_window[i - 1]:+.1f}%")
+                               for i in bad)  # fmt: skip
+            reasons.append(f"prediction check failed: not every sampled window predicts a saving ({detail})")
+    return Decision(not reasons, tuple(reasons), checks)
+
+
+def _points_at(env: hull.Envelope, res: hull.Resolution) -> int:
+    try:
+        return len(env.curve(res).points)
+    except KeyError:
+        return 0
+
+
+def coverage_notes(
+    per_title: Ladder, fixed: Ladder, *, saturation: float, min_kbps: float, metric_label: str
+) -> list[str]:
+    """Where the per-title ladder's predicted quality range deliberately differs from the fixed one's."""
+    if not per_title or not fixed:
+        return []
+    notes = []
+    pt_lo, pt_hi = min(q for _, q in per_title), max(q for _, q in per_title)
+    fx_lo, fx_hi = min(q for _, q in fixed), max(q for _, q in fixed)
+    if pt_hi < fx_hi - 0.5:
+        why = (f"it stops where {metric_label} reaches the saturation target {saturation:g}"
+               if pt_hi >= saturation - 0.5 else "its top rung is the profile's highest bitrate")  # fmt: skip
+        notes.append(f"coverage: the per-title ladder deliberately tops out at {metric_label} {pt_hi:.1f} ({why}); "
+                     f"the profile's top rung is predicted at {fx_hi:.1f}")  # fmt: skip
+    if pt_lo > fx_lo + 0.5:
+        notes.append(f"coverage: the per-title ladder deliberately does not go below the profile's lowest bitrate "
+                     f"({min_kbps:g} kbps), where it is predicted at {metric_label} {pt_lo:.1f}; the profile's lowest "
+                     f"rung is predicted at {fx_lo:.1f}")  # fmt: skip
+    return notes
