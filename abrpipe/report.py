@@ -173,7 +173,7 @@ def _rendition_row(init_rel: str, r: Rendition) -> RenditionRow:
         channels=track.channels if track and r.kind == "audio" else None,
         segments=segments,
         average_bps=rates.average_bps if rates else None,
-        peak_bps=rates.peak_bps if rates else None,
+        peak_bps=rates.full_peak_bps if rates else None,  # a short last segment left out, as BANDWIDTH is
     )
 
 
@@ -399,7 +399,8 @@ def _ladder(data: ReportData) -> str:
             )
         out.append("</table>")
     out.append('<p class="muted">Measured: segment bytes over segment durations from the boxes (tfdt/trun), '
-               "as the validator measures them; a segment's peak is its own bit rate.</p>")  # fmt: skip
+               "as the validator measures them; the peak is the highest segment bit rate, a short last segment left "
+               "out (its few frames, mostly a key frame, say little about what a player must sustain).</p>")  # fmt: skip
     return "".join(out)
 
 

@@ -118,8 +118,12 @@ def plan_work(source: SourceMedia, plan: LadderPlan, chunking: Chunking) -> list
 # Fingerprints
 
 
-def source_identity(path: str) -> str:
-    """Size, modification time and the first and last MiB: cheap, and changes when the file does."""
+def source_identity(source: SourceMedia) -> str:
+    """Size, modification time and the first and last MiB: cheap, and changes when the file does.
+    An http(s) input (--allow-references) is named by its URL and what the probe read of it."""
+    if source.is_url:
+        return hashlib.sha256(f"{source.path}:{source.size_bytes}:{source.duration_s}".encode()).hexdigest()
+    path = source.path
     st = os.stat(path)
     digest = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
     with open(path, "rb") as fh:
@@ -601,7 +605,7 @@ def encode_title(
     if chunking.chunk_s and why_whole and on_status:
         on_status(f"note: encoded as one work unit: {why_whole}")
     build = tools.ffmpeg_build()
-    source_id = source_identity(source.path)
+    source_id = source_identity(source)
     token = uuid.uuid4().hex[:12]
     os.makedirs(units_root, exist_ok=True)
     _clear_stale(units_root)

@@ -72,7 +72,10 @@ def test_report_matches_validate_record_and_media(encoded_tiny, tmp_path):
         assert int(vals[f"{k}.segments"]) == r["segments"]
         assert int(vals[f"{k}.size_bytes"]) == r["size_bytes"] == sum(f.stat().st_size for f in (encoded_tiny / r["id"]).glob("seg_*.m4s"))
         assert int(vals[f"{k}.average_bps"]) == pytest.approx(r["average_bps"], abs=1)
-        assert int(vals[f"{k}.peak_bps"]) == pytest.approx(r["peak_bps"], abs=1)
+        # The validator's peak (the highest segment rate, a short last segment left out) against the
+        # record's RFC 8216 peak (runs of segments of 0.5-1.5 target durations): equal but for a short
+        # last segment joined to the one before it.
+        assert int(vals[f"{k}.peak_bps"]) == pytest.approx(r["peak_bps"], rel=0.01)
     mpd = (encoded_tiny / "manifest.mpd").read_text()
     for rep_id, bandwidth in re.findall(r'id="([^"]+)" bandwidth="(\d+)"', mpd):
         assert vals[f"rendition.{rep_id}.declared_dash_bps"] == bandwidth

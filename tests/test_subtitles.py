@@ -340,8 +340,9 @@ def test_dry_run_prints_the_subtitle_extraction(text_source, tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 2 and "-map 0:2 -c:s webvtt -f webvtt" in lines[1]
+    commands = [line for line in proc.stdout.strip().splitlines() if not line.startswith("#")]
+    assert len(commands) == 2 and "-map 0:2 -c:s webvtt -f webvtt" in commands[1]
+    assert "# the source's text tracks, after the encode" in proc.stdout
     assert not (tmp_path / "o").exists()
 
 

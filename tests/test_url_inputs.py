@@ -248,6 +248,9 @@ def test_restrict_inputs_adds_or_replaces_the_whitelist():
     assert runner.restrict_inputs(["/usr/bin/ffprobe", "-v", "error", "x.mp4"])[1:3] == ["-protocol_whitelist", "file,pipe"]
     assert runner.restrict_inputs([ff, "-hide_banner", "-version"]) == [ff, "-hide_banner", "-version"]
     assert runner.restrict_inputs(["/bin/echo", "-i", "x"]) == ["/bin/echo", "-i", "x"]
-    # Anything that is not an http(s) URL (concat:, subfile:, 'http:' without //) is a local input.
-    for url in ("concat:a.ts|b.ts", "subfile,,start,0,end,1,,:/etc/passwd", "http:x", "/tmp/http://x"):
+    # Anything that is not an http(s) URL (subfile:, 'http:' without //) is a local input; a
+    # concatenation (abrpipe's own reads of its segments as one file) may join local files only.
+    for url in ("subfile,,start,0,end,1,,:/etc/passwd", "http:x", "/tmp/http://x"):
         assert runner.input_protocols(url) == "file,pipe"
+    assert runner.input_protocols("concat:a.ts|b.ts") == "concat,file,pipe"
+    assert runner.input_protocols("concatf:list.txt") == "concatf,file,pipe"
