@@ -217,7 +217,9 @@ def main() -> None:
             row["bound"] = base / (max(costs) + serial)
             projections.append(row)
         join_cost = (b_cpu - a_cpu) / max(1, len(video_units) - 1)
-        default_overhead = join_cost * (title_s / workunits.DEFAULT_CHUNK_S - 1) / (a_cpu / args.seconds * title_s)
+        # From the frames each join re-encodes, at the units' own cost per second (robust to load,
+        # unlike the difference of two runs' CPU-seconds).
+        default_overhead = projections[0]["overhead"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -246,9 +248,10 @@ def main() -> None:
         f"ffmpeg alone (the units' own CPU-s): (a) {a_units_cpu:.1f}, (b) {b_units_cpu:.1f} "
         f"({(b_units_cpu / a_units_cpu - 1) * 100:+.1f} %).",
         "",
-        f"**(b) CPU overhead of chunking: {(b_cpu / a_cpu - 1) * 100:+.1f} %** at {args.chunk_b:g}-s units "
-        f"({len(video_units) - 1} join(s); {join_cost:.1f} CPU-s per join: the pre-roll and tail re-encoded, one more process "
-        f"start and seek). At the default {workunits.DEFAULT_CHUNK_S:g}-s units that cost per join gives "
+        f"**(b) CPU overhead of chunking, measured: {(b_cpu / a_cpu - 1) * 100:+.1f} %** at {args.chunk_b:g}-s units "
+        f"({len(video_units) - 1} join(s), {join_cost:+.1f} CPU-s per join; on a loaded machine the difference of two runs "
+        f"carries their thread-contention noise). From the frames a join re-encodes (pre-roll and tail) at the units' "
+        f"measured cost per second, the default {workunits.DEFAULT_CHUNK_S:g}-s units cost "
         f"**{default_overhead * 100:+.1f} %** on a two-hour title (aim <= 5 %).",
         "",
         f"(c) Dask, a real `dask scheduler` and one-core `dask worker`s (taskset), on the first {args.c_seconds} s of the source, "
