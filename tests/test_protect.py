@@ -422,3 +422,25 @@ def test_keys_from_the_environment(clip, tmp_path):
                           "--key-uri", "/k/{kid}"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "ABRPIPE_KEYS": "XL=" + f"{KID}:{KEY}"})
     assert bad.returncode == 3 and "ABRPIPE_KEYS: unknown track class 'XL'" in bad.stderr and KEY not in bad.stderr
+
+
+def test_embedded_keys_feed_the_preview_servers_clearkey_license(clip, clear_out, tmp_path):
+    """--embed-keys: OUT/keys/<kid>.key and OUT/clearkey.json, from which `abrpipe serve` answers a
+    W3C ClearKey license request with exactly the key asked for."""
+    import base64
+
+    from abrpipe.serve import ClearKeys
+
+    kf = keys_file(tmp_path, f'key = "{KID}:{KEY}"\n')
+    protect_copy(clear_out, clip, tmp_path / "enc", ProtectOptions(scheme="cenc", keys_file=str(kf), embed_keys=True))
+    assert (tmp_path / "enc" / "keys" / f"{KID}.key").read_bytes() == bytes.fromhex(KEY)
+    keys = ClearKeys.load(str(tmp_path / "enc"))
+    assert keys is not None
+
+    def b64url(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    license = keys.license({"kids": [b64url(bytes.fromhex(KID))], "type": "temporary"})
+    assert license is not None
+    assert [(k["kid"], k["k"]) for k in license["keys"]] == [(b64url(bytes.fromhex(KID)), b64url(bytes.fromhex(KEY)))]
+    assert keys.license({"kids": [b64url(bytes(16))]})["keys"] == []  # an unknown KID gets no key
