@@ -54,6 +54,7 @@ from abrpipe.errors import (
     ExitCode,
     InputError,
     Interrupted,
+    OutputError,
     ProfileError,
 )
 from abrpipe.jobsfile import BatchJob
@@ -364,7 +365,7 @@ class JobState:
     status: str = "pending"  # pending, running, retry-wait, then one of STATUSES
     stage: str = ""
     fraction: float = 0.0  # of the current attempt's encode
-    attempts: list[TaskOutcome] = field(default_factory=list)
+    attempts: list[TaskOutcome] = field(default_factory=list)  # emptied once written to a ReportSpool
     ready_at: float = 0.0
     started: float | None = None  # monotonic, first attempt
     finished: float | None = None
@@ -611,7 +612,11 @@ class ReportSpool:
 
     def __init__(self, directory: str | None = None) -> None:
         directory = directory if directory and os.path.isdir(directory) else None
-        self._fh: IO[bytes] = tempfile.TemporaryFile(prefix="abrpipe-batch-", suffix=".jsonl", dir=directory)
+        try:
+            self._fh: IO[bytes] = tempfile.TemporaryFile(prefix="abrpipe-batch-", suffix=".jsonl", dir=directory)
+        except OSError as exc:  # before the first job, rather than when the reports are due
+            raise OutputError(f"{directory or tempfile.gettempdir()}: cannot write the batch's reports there ({exc.strerror or exc})",
+                              hint="choose a writable place for --report / --junit") from exc
         self._offsets = array("q")
 
     def begin(self, jobs: int) -> None:
