@@ -157,6 +157,7 @@ at a time, then renamed into place. What abrpipe keeps per finished job is what 
 rendition count, the error line of a failed job) and an 8-byte offset into that file;
 `tests/test_batch.py::test_a_long_batch_holds_no_outcomes_and_streams_its_reports` keeps the Python heap growth
 under 300 bytes per finished job over 2000 jobs.
+
 """
 
 
