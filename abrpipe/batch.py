@@ -482,8 +482,7 @@ def run_batch(
     as KeyboardInterrupt in this thread) stops the running tasks and returns what happened.
 
     With a `spool`, each job's report entry is written to it as the job finishes and the job's
-    outcomes are dropped: what stays in memory per finished job is its summary fields, so a batch of
-    any length holds no more than a short one. Without one, the outcomes stay on each JobState."""
+    outcomes are dropped: what stays in memory per finished job is its summary fields. Without one, the outcomes stay on each JobState."""
     obs = observer or BatchObserver()
     states = [JobState(b.name, b.job, b.where, _weight(b.job), index=i) for i, b in enumerate(jobs)]
     if spool is not None:
@@ -607,7 +606,7 @@ class ReportSpool:
     """Finished jobs' report entries, one JSON line each, written as each job finishes to an unnamed
     temporary file (in `directory`: beside the report, on its file system rather than in a tmpfs).
     report.json and junit.xml are then streamed from it, in the batch's order, one entry at a time,
-    so a batch's memory does not grow with its length. The file disappears when the spool is closed,
+    so the reports never hold the batch's outcomes in memory. The file disappears when the spool is closed,
     and with the process whatever ends it. Held here per job: one 8-byte offset."""
 
     def __init__(self, directory: str | None = None) -> None:

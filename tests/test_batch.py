@@ -439,7 +439,7 @@ def test_dry_run_says_what_would_run_or_skip(work):
 
 
 # ---------------------------------------------------------------------------------------------
-# Memory: a batch's reports are streamed, so a long batch holds no more than a short one
+# Memory: a batch's reports are streamed, so finished jobs' outcomes are not held in memory
 
 
 class _FakeFuture:

@@ -218,7 +218,7 @@ def batch_cmd(ctx, sources, output_dir, profile_ref, preset, audio_tracks, allow
     executor = batch.make_executor(workers, scheduler)
     err = console_err()
     # Each finished job's report entry goes to a temporary file beside the report (see ReportSpool):
-    # the reports are streamed from it at the end, so memory stays flat however many jobs there are.
+    # the reports are streamed from it at the end, so finished jobs' outcomes are not held in memory.
     target = report_path or junit_path
     with batch.ReportSpool(os.path.dirname(os.path.abspath(target)) if target else None) as spool:
         with BatchDisplay(len(jobs), quiet=quiet or (as_json and not err.is_terminal)) as display:
