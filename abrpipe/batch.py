@@ -29,19 +29,23 @@ OUT: the next run clears that area and redoes the job, reusing the job's finishe
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pickle
 import socket
+import tempfile
+import textwrap
 import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
+from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from abrpipe import __version__, layout, publish, runner
 from abrpipe.errors import (
@@ -50,6 +54,7 @@ from abrpipe.errors import (
     ExitCode,
     InputError,
     Interrupted,
+    OutputError,
     ProfileError,
 )
 from abrpipe.jobsfile import BatchJob
@@ -360,10 +365,16 @@ class JobState:
     status: str = "pending"  # pending, running, retry-wait, then one of STATUSES
     stage: str = ""
     fraction: float = 0.0  # of the current attempt's encode
-    attempts: list[TaskOutcome] = field(default_factory=list)
+    attempts: list[TaskOutcome] = field(default_factory=list)  # emptied once written to a ReportSpool
     ready_at: float = 0.0
     started: float | None = None  # monotonic, first attempt
     finished: float | None = None
+    index: int = 0  # position in the batch: the order of the reports
+    # What the summary table needs, kept when the job's outcomes have gone to a ReportSpool.
+    tries: int = 0
+    took_s: float = 0.0
+    renditions: int = 0
+    error_line: str = ""  # the last attempt's error, for a failed or interrupted job
 
     def on_event(self, event: Event) -> None:
         # Called on worker threads: single attribute stores only.
@@ -382,6 +393,14 @@ class JobState:
     def final(self) -> bool:
         return self.status in STATUSES
 
+    def settle(self) -> None:
+        """Fill in the summary fields from the attempts (once the job has its final status)."""
+        last = self.last
+        self.tries = len(self.attempts)
+        self.took_s = sum(a.duration_s for a in self.attempts)
+        self.renditions = len(last.record.get("renditions") or []) if last and self.status in ("succeeded", "skipped") else 0
+        self.error_line = last.error.line() if last and last.error and self.status in ("failed", "interrupted") else ""
+
 
 @dataclass
 class BatchResult:
@@ -391,6 +410,7 @@ class BatchResult:
     executor: str
     concurrency: int
     interrupted_code: int | None = None  # 130 / 143 when the batch was interrupted
+    spool: ReportSpool | None = None  # where finished jobs' report entries went
 
     def count(self, status: str) -> int:
         return sum(1 for j in self.jobs if j.status == status)
@@ -456,11 +476,17 @@ def run_batch(
     observer: BatchObserver | None = None,
     poll_s: float = 0.1,
     stop_grace_s: float = 20.0,
+    spool: ReportSpool | None = None,
 ) -> BatchResult:
     """Run every job; one failure never stops the others unless fail_fast. Ctrl-C / SIGTERM (raised
-    as KeyboardInterrupt in this thread) stops the running tasks and returns what happened."""
+    as KeyboardInterrupt in this thread) stops the running tasks and returns what happened.
+
+    With a `spool`, each job's report entry is written to it as the job finishes and the job's
+    outcomes are dropped: what stays in memory per finished job is its summary fields. Without one, the outcomes stay on each JobState."""
     obs = observer or BatchObserver()
-    states = [JobState(b.name, b.job, b.where, _weight(b.job)) for b in jobs]
+    states = [JobState(b.name, b.job, b.where, _weight(b.job), index=i) for i, b in enumerate(jobs)]
+    if spool is not None:
+        spool.begin(len(states))
     queue: deque[JobState] = deque(states)
     waiting: list[JobState] = []  # failed, waiting for their retry
     running: dict[Any, JobState] = {}
@@ -472,7 +498,10 @@ def run_batch(
     def finish(js: JobState, status: str) -> None:
         js.status = status
         js.finished = time.monotonic()
+        js.settle()
         obs.job_finished(js)
+        if spool is not None and spool.add(js.index, job_entry(js)):
+            js.attempts.clear()  # in the spool now; the summary fields stay
 
     def collect(future: Any, js: JobState) -> None:
         nonlocal stopping
@@ -560,7 +589,7 @@ def run_batch(
             with contextlib.suppress(KeyboardInterrupt):
                 executor.shutdown(wait=False)
     obs.tick(states, time.monotonic() - t0)
-    return BatchResult(states, started_unix, time.time(), executor.description, concurrency, interrupted_code)
+    return BatchResult(states, started_unix, time.time(), executor.description, concurrency, interrupted_code, spool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,9 +597,61 @@ def run_batch(
 
 
 def _for_report(record: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a job record the report and the summary use: a batch of thousands of jobs holds
-    one per job until the end, so nothing more (digests, versions, the profile) is kept."""
+    """The parts of a job record the report and the summary use (a job's outcomes are held until the
+    job finishes, for every job in flight), so nothing more (digests, versions, the profile) is kept."""
     return {k: record[k] for k in ("renditions", "validation") if k in record}
+
+
+class ReportSpool:
+    """Finished jobs' report entries, one JSON line each, written as each job finishes to an unnamed
+    temporary file (in `directory`: beside the report, on its file system rather than in a tmpfs).
+    report.json and junit.xml are then streamed from it, in the batch's order, one entry at a time,
+    so the reports never hold the batch's outcomes in memory. The file disappears when the spool is closed,
+    and with the process whatever ends it. Held here per job: one 8-byte offset."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        directory = directory if directory and os.path.isdir(directory) else None
+        try:
+            self._fh: IO[bytes] = tempfile.TemporaryFile(prefix="abrpipe-batch-", suffix=".jsonl", dir=directory)
+        except OSError as exc:  # before the first job, rather than when the reports are due
+            raise OutputError(f"{directory or tempfile.gettempdir()}: cannot write the batch's reports there ({exc.strerror or exc})",
+                              hint="choose a writable place for --report / --junit") from exc
+        self._offsets = array("q")
+
+    def begin(self, jobs: int) -> None:
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._offsets = array("q", [-1]) * jobs
+
+    def add(self, index: int, entry: dict[str, Any]) -> bool:
+        """Write one job's entry; False when it cannot be written (the caller keeps it in memory)."""
+        line = (json.dumps(entry, default=str, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            self._fh.seek(0, os.SEEK_END)
+            offset = self._fh.tell()
+            self._fh.write(line)
+        except OSError:
+            return False
+        self._offsets[index] = offset
+        return True
+
+    def entry(self, index: int) -> dict[str, Any] | None:
+        offset = self._offsets[index] if index < len(self._offsets) else -1
+        if offset < 0:
+            return None
+        self._fh.flush()
+        if self._fh.tell() != offset:
+            self._fh.seek(offset)
+        return json.loads(self._fh.readline())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> ReportSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def job_entry(js: JobState) -> dict[str, Any]:
@@ -594,7 +675,14 @@ def job_entry(js: JobState) -> dict[str, Any]:
     }
 
 
-def report_dict(result: BatchResult) -> dict[str, Any]:
+def job_entries(result: BatchResult) -> Iterator[dict[str, Any]]:
+    """Every job's report entry in the batch's order: from the spool, or from the job's outcomes."""
+    for js in result.jobs:
+        entry = result.spool.entry(js.index) if result.spool is not None else None
+        yield entry if entry is not None else job_entry(js)
+
+
+def _report_head(result: BatchResult) -> dict[str, Any]:
     return {
         "abrpipe_version": __version__,
         "started_unix": round(result.started_unix, 3),
@@ -605,31 +693,59 @@ def report_dict(result: BatchResult) -> dict[str, Any]:
         "exit_code": result.exit_code,
         "interrupted": result.interrupted_code is not None,
         "counts": {"total": len(result.jobs), **{s: result.count(s) for s in STATUSES}},
-        "jobs": [job_entry(js) for js in result.jobs],
     }
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def report_dict(result: BatchResult) -> dict[str, Any]:
+    """The whole report as one value (every entry in memory: for a short batch or a library caller)."""
+    return {**_report_head(result), "jobs": list(job_entries(result))}
+
+
+def dump_report(result: BatchResult, write: Callable[[str], object]) -> None:
+    """The report as `json.dumps(report_dict(result), indent=2) + "\\n"` writes it, text for text, but
+    one job entry at a time."""
+    head = json.dumps({**_report_head(result), "jobs": []}, indent=2, default=str)
+    assert head.endswith("[]\n}")  # "jobs" is the last key
+    write(head[: -len("[]\n}")])
+    first = True
+    for entry in job_entries(result):
+        write(("[\n" if first else ",\n") + textwrap.indent(json.dumps(entry, indent=2, default=str), " " * 4))
+        first = False
+    write("[]\n}\n" if first else "\n  ]\n}\n")
+
+
+@contextlib.contextmanager
+def _atomic(path: str) -> Iterator[IO[bytes]]:
+    """A file that appears at `path` complete or not at all (written beside it, then renamed)."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_report(result: BatchResult, path: str) -> None:
-    _write_atomic(path, (json.dumps(report_dict(result), indent=2, default=str) + "\n").encode("utf-8"))
+    with _atomic(path) as fh:
+        dump_report(result, lambda text: fh.write(text.encode("utf-8")))
 
 
-def junit_xml(result: BatchResult) -> bytes:
-    """One test case per job: failed -> <failure>, interrupted -> <error>, skipped/cancelled -> <skipped>."""
-    entries = [job_entry(js) for js in result.jobs]
-    failures = sum(1 for e in entries if e["status"] == "failed")
-    errors = sum(1 for e in entries if e["status"] == "interrupted")
-    skipped = sum(1 for e in entries if e["status"] in ("skipped", "cancelled"))
+CASES_MARK = "abrpipe-testcases"
+
+
+def dump_junit(result: BatchResult, fh: IO[bytes]) -> None:
+    """One test case per job: failed -> <failure>, interrupted -> <error>, skipped/cancelled -> <skipped>.
+    The document ET.indent + ET.tostring make of the whole tree, byte for byte, one case at a time."""
+    failures = result.count("failed")
+    errors = result.count("interrupted")
+    skipped = result.count("skipped") + result.count("cancelled")
     total_s = f"{result.finished_unix - result.started_unix:.3f}"
-    counts = {"tests": str(len(entries)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped), "time": total_s}
+    counts = {"tests": str(len(result.jobs)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped), "time": total_s}
     suites = ET.Element("testsuites", {"name": "abrpipe batch", **counts})
     suite = ET.SubElement(
         suites, "testsuite", {"name": "abrpipe batch", "hostname": socket.gethostname(),
@@ -638,33 +754,54 @@ def junit_xml(result: BatchResult) -> bytes:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="abrpipe_version", value=__version__)
     ET.SubElement(props, "property", name="executor", value=result.executor)
-    for e in entries:
-        case = ET.SubElement(
-            suite, "testcase", classname=f"abrpipe.batch.{e['profile']}", name=e["name"],
-            time=f"{e['duration_s']:.3f}", file=e["input"],
-        )
-        history = "\n".join(
-            f"attempt {a['attempt']}: {a['status']}"
-            + (f": {a['error']['message']}" if a["error"] else "")
-            + (f"\n{a['error']['stderr_tail']}" if a["error"] and a["error"]["stderr_tail"] else "")
-            for a in e["attempts"]
-        )
-        if e["status"] == "failed":
-            last_error = e["attempts"][-1]["error"] if e["attempts"] else None
-            node = ET.SubElement(case, "failure", message=_xml_safe(e["error"] or "failed"),
-                                 type=last_error["type"] if last_error else "Failed")
-            node.text = _xml_safe(history)
-        elif e["status"] == "interrupted":
-            node = ET.SubElement(case, "error", message="interrupted", type="Interrupted")
-            node.text = _xml_safe(history)
-        elif e["status"] in ("skipped", "cancelled"):
-            ET.SubElement(case, "skipped", message=_xml_safe(e["reason"] or e["status"]))
-        out = [f"input: {e['input']}", f"output: {e['output']}", f"status: {e['status']}"]
-        out += [f"rendition {r.get('id')}: " + (f"{r.get('width')}x{r.get('height')} " if r.get("width") else "")
-                + f"{r.get('codec')} {r.get('average_bps')} bps" for r in e["renditions"]]
-        ET.SubElement(case, "system-out").text = _xml_safe("\n".join(out))
+    if result.jobs:
+        ET.SubElement(suite, CASES_MARK)  # where the cases go, indented as the last children of the suite
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    skeleton = ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    if not result.jobs:
+        fh.write(skeleton)
+        return
+    head, tail = skeleton.split(f"<{CASES_MARK} />".encode())
+    fh.write(head)
+    for i, e in enumerate(job_entries(result)):
+        case = _testcase(e)
+        ET.indent(case, level=2)
+        fh.write((b"\n    " if i else b"") + ET.tostring(case, encoding="utf-8", xml_declaration=False))
+    fh.write(tail)
+
+
+def _testcase(e: dict[str, Any]) -> ET.Element:
+    case = ET.Element(
+        "testcase", classname=f"abrpipe.batch.{e['profile']}", name=e["name"],
+        time=f"{e['duration_s']:.3f}", file=e["input"],
+    )
+    history = "\n".join(
+        f"attempt {a['attempt']}: {a['status']}"
+        + (f": {a['error']['message']}" if a["error"] else "")
+        + (f"\n{a['error']['stderr_tail']}" if a["error"] and a["error"]["stderr_tail"] else "")
+        for a in e["attempts"]
+    )
+    if e["status"] == "failed":
+        last_error = e["attempts"][-1]["error"] if e["attempts"] else None
+        node = ET.SubElement(case, "failure", message=_xml_safe(e["error"] or "failed"),
+                             type=last_error["type"] if last_error else "Failed")
+        node.text = _xml_safe(history)
+    elif e["status"] == "interrupted":
+        node = ET.SubElement(case, "error", message="interrupted", type="Interrupted")
+        node.text = _xml_safe(history)
+    elif e["status"] in ("skipped", "cancelled"):
+        ET.SubElement(case, "skipped", message=_xml_safe(e["reason"] or e["status"]))
+    out = [f"input: {e['input']}", f"output: {e['output']}", f"status: {e['status']}"]
+    out += [f"rendition {r.get('id')}: " + (f"{r.get('width')}x{r.get('height')} " if r.get("width") else "")
+            + f"{r.get('codec')} {r.get('average_bps')} bps" for r in e["renditions"]]
+    ET.SubElement(case, "system-out").text = _xml_safe("\n".join(out))
+    return case
+
+
+def junit_xml(result: BatchResult) -> bytes:
+    buf = io.BytesIO()
+    dump_junit(result, buf)
+    return buf.getvalue()
 
 
 def _xml_safe(text: str) -> str:
@@ -673,7 +810,8 @@ def _xml_safe(text: str) -> str:
 
 
 def write_junit(result: BatchResult, path: str) -> None:
-    _write_atomic(path, junit_xml(result))
+    with _atomic(path) as fh:
+        dump_junit(result, fh)
 
 
 def summary_line(result: BatchResult) -> str:
@@ -683,6 +821,6 @@ def summary_line(result: BatchResult) -> str:
 
 __all__ = [
     "BatchFailed", "BatchInterrupted", "BatchObserver", "BatchResult", "DaskExecutor", "Executor", "JobState",
-    "LocalExecutor", "Task", "TaskOutcome", "check_up_to_date", "default_concurrency", "make_executor",
-    "report_dict", "run_batch", "run_task", "write_junit", "write_report",
+    "LocalExecutor", "ReportSpool", "Task", "TaskOutcome", "check_up_to_date", "default_concurrency", "dump_junit",
+    "dump_report", "job_entries", "make_executor", "report_dict", "run_batch", "run_task", "write_junit", "write_report",
 ]

@@ -150,6 +150,14 @@ end), so wall time is only indicative; CPU-seconds of the abrpipe process itself
 | report.json | {r["report_bytes"] / 1024:.0f} KiB ({r["report_bytes"] / n:.0f} bytes per job) | |
 | junit.xml | {r["junit_bytes"] / 1024:.0f} KiB ({r["junit_bytes"] / n:.0f} bytes per job) | |
 | wall time | {r["wall_s"]:.0f} s ({r["wall_s"] / n:.2f} s per job) | |
+
+Each job's report entry is written to an unnamed temporary file beside `--report` as the job finishes
+(`ReportSpool` in abrpipe/batch.py), and report.json and junit.xml are streamed from it at the end, one entry
+at a time, then renamed into place. What abrpipe keeps per finished job is what the summary table shows (time,
+rendition count, the error line of a failed job) and an 8-byte offset into that file;
+`tests/test_batch.py::test_a_long_batch_holds_no_outcomes_and_streams_its_reports` keeps the Python heap growth
+under 300 bytes per finished job over 2000 jobs.
+
 """
 
 

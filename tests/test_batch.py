@@ -316,9 +316,13 @@ def test_batch_cli_reports_and_junit(work):
     assert cases["a"].find("failure") is None and cases["a"].find("skipped") is None
 
     # The same command again: done jobs are skipped (and say why); the bad one fails again.
-    proc = run_cli("batch", "src/*.mp4", "-p", "tiny.toml", "-o", "out", "--report", "report2.json", "--junit", "junit2.xml", cwd=work)
+    proc = run_cli("batch", "src/*.mp4", "-p", "tiny.toml", "-o", "out", "--report", "report2.json", "--junit", "junit2.xml",
+                   "--json", cwd=work)
     assert proc.returncode == ExitCode.BATCH_FAILED
     report = json.loads((work / "report2.json").read_text())
+    assert json.loads(proc.stdout) == report  # --json prints the same report
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(("report", "junit"))) == [
+        "junit.xml", "junit2.xml", "report.json", "report2.json"]  # no temporary file left beside them
     entries = {j["name"]: j for j in report["jobs"]}
     assert entries["a"]["status"] == entries["b"]["status"] == "skipped"
     assert "up to date" in entries["a"]["reason"] and entries["a"]["renditions"]
@@ -432,3 +436,176 @@ def test_dry_run_says_what_would_run_or_skip(work):
     (row,) = json.loads(proc.stdout)["jobs"]
     assert row["action"] == "run" and row["output"] == str(work / "out" / "a")
     assert not (work / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: a batch's reports are streamed, so finished jobs' outcomes are not held in memory
+
+
+class _FakeFuture:
+    """Done at a random poll (so jobs finish out of order); its outcome is made when it is read,
+    as an outcome arrives from a worker: a fresh record per job, like a real one in size."""
+
+    def __init__(self, task: batch.Task, rng) -> None:
+        self.task, self.rng, self._done = task, rng, False
+
+    def done(self) -> bool:
+        self._done = self._done or self.rng.random() < 0.3
+        return self._done
+
+    def result(self, timeout=None) -> batch.TaskOutcome:
+        name, n = self.task.name, int(self.task.name[1:])
+        if n % 7 == 3:
+            return batch.TaskOutcome(name, self.task.attempt, "failed", 1e9 + n, 0.5, retriable=False, error=batch.ErrorInfo(
+                "EncodeError", f"ffmpeg exited with code 1 ({name})", 6, hint="see the log", stderr_tail=f"Error \x1b[31m{n}"))
+        if n % 13 == 5 and self.task.attempt == 1:
+            return batch.TaskOutcome(name, 1, "failed", 1e9 + n, 0.25, retriable=True,
+                                     error=batch.ErrorInfo("EncodeError", "ffmpeg exited with code -9", 6, stderr_tail="Killed"))
+        renditions = [
+            {"id": f"{h}p-{n}", "kind": "video", "codec": "avc1.64001e", "width": h * 16 // 9, "height": h, "frame_rate": 30.0,
+             "segments": 10 + n % 5, "duration_s": 20.0 + n / 1000, "average_bps": 1000 * n + h, "peak_bps": 2000 * n + h,
+             "size_bytes": 10_000 * n + h, "channels": None, "language": None}
+            for h in (180, 360, 720)
+        ] + [{"id": f"audio-{n}", "kind": "audio", "codec": "mp4a.40.2", "width": None, "height": None, "frame_rate": None,
+              "segments": 10, "duration_s": 20.0, "average_bps": 64_000 + n, "peak_bps": 70_000 + n, "size_bytes": 160_000 + n,
+              "channels": 2, "language": "und"}]
+        record = {"renditions": renditions, "validation": {"ok": True, "errors": 0, "warnings": 1, "findings": [
+            {"rule": "APPLE-9.14-AVERAGE-BANDWIDTH", "severity": "warning", "message": f"{name}: a warning of {n}"}]}}
+        status, reason = ("skipped", f"up to date ({name})") if n % 11 == 0 else ("succeeded", "")
+        timings = {"probe_plan": 0.01 * n, "encode": 0.02 * n, "package": 0.5, "validate": 0.25, "publish": 0.125}
+        return batch.TaskOutcome(name, self.task.attempt, status, 1e9 + n, 1.5, reason=reason, timings_s=timings, record=record)
+
+
+class _FakeExecutor:
+    description = "fake"
+    streams_events = False
+
+    def __init__(self, seed: int = 7) -> None:
+        import random
+
+        self.rng = random.Random(seed)
+
+    def submit(self, task, on_event=None):
+        return _FakeFuture(task, self.rng)
+
+    def cancel_all(self) -> None: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+def test_a_long_batch_holds_no_outcomes_and_streams_its_reports(tmp_path):
+    """2000 finished jobs (no ffmpeg): the Python heap grows by less than 300 bytes per finished job
+    (each outcome's renditions and validation go to the report spool as the job finishes, not to
+    memory), and report.json / junit.xml still hold every job, in the batch's order, formatted as
+    json.dumps(indent=2) and ET.indent would format the whole document."""
+    import dataclasses
+    import io
+    import tracemalloc
+
+    from rich.console import Console
+
+    from abrpipe.cli.batch_cmd import summary_table
+
+    (tmp_path / "in.mp4").write_bytes(b"\0" * 100)
+    (template,) = jobsfile.jobs_from_patterns([str(tmp_path / "in.mp4")], BatchDefaults(profile="default", output_dir=str(tmp_path / "out")))
+    n_jobs = 2000
+    jobs = [jobsfile.BatchJob(f"t{n:04d}", template.job, f"jobs[{n}]") for n in range(n_jobs)]
+    heap: dict[int, int] = {}
+
+    class Sampler(batch.BatchObserver):
+        finished = 0
+
+        def job_finished(self, js):
+            self.finished += 1
+            if self.finished in (200, n_jobs):
+                heap[self.finished] = tracemalloc.get_traced_memory()[0]
+
+    report, junit = tmp_path / "reports" / "report.json", tmp_path / "reports" / "junit.xml"
+    report.parent.mkdir()
+    with batch.ReportSpool(str(report.parent)) as spool:
+        tracemalloc.start()
+        try:
+            result = batch.run_batch(jobs, _FakeExecutor(), concurrency=8, retries=1, retry_delay_s=0.0,
+                                     observer=Sampler(), poll_s=0.0, spool=spool)
+        finally:
+            tracemalloc.stop()
+        per_job = (heap[n_jobs] - heap[200]) / (n_jobs - 200)
+        print(f"PERJOB {per_job:.1f}")
+        assert per_job < 300, f"{per_job:.0f} bytes of Python heap per finished job"
+        assert all(not js.attempts for js in result.jobs)  # every outcome went to the spool
+        batch.write_report(result, str(report))
+        batch.write_junit(result, str(junit))
+        stdout = io.StringIO()
+        batch.dump_report(result, stdout.write)
+        table = io.StringIO()
+        Console(file=table, width=200).print(summary_table(dataclasses.replace(result, jobs=result.jobs[:50])))  # rich is slow
+    assert sorted(p.name for p in report.parent.iterdir()) == ["junit.xml", "report.json"]  # no temporary left
+
+    text = report.read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2) + "\n" == stdout.getvalue()
+    entries = data["jobs"]
+    assert [e["name"] for e in entries] == [f"t{n:04d}" for n in range(n_jobs)]
+    failed = [n for n in range(n_jobs) if n % 7 == 3]
+    skipped = [n for n in range(n_jobs) if n % 11 == 0 and n % 7 != 3]
+    assert data["counts"] == {"total": n_jobs, "succeeded": n_jobs - len(failed) - len(skipped), "skipped": len(skipped),
+                              "failed": len(failed), "interrupted": 0, "cancelled": 0}
+    for n, e in enumerate(entries):
+        if n % 7 == 3:
+            assert e["status"] == "failed" and e["error"] == f"ffmpeg exited with code 1 (t{n:04d}) (see the log)"
+            assert e["renditions"] == [] and e["exit_code"] == 6
+            continue
+        assert e["status"] == ("skipped" if n % 11 == 0 else "succeeded")
+        assert [r["id"] for r in e["renditions"]] == [f"180p-{n}", f"360p-{n}", f"720p-{n}", f"audio-{n}"]
+        assert e["renditions"][2]["size_bytes"] == 10_000 * n + 720
+        assert e["validation"]["findings"][0]["message"] == f"t{n:04d}: a warning of {n}"
+        assert [a["status"] for a in e["attempts"]] == (["failed", e["status"]] if n % 13 == 5 else [e["status"]])
+
+    raw = junit.read_bytes()
+    root = ET.fromstring(raw)
+    suite = root.find("testsuite")
+    assert suite.get("tests") == str(n_jobs) and suite.get("failures") == str(len(failed))
+    assert suite.get("skipped") == str(len(skipped))
+    cases = list(suite.iter("testcase"))
+    assert [c.get("name") for c in cases] == [f"t{n:04d}" for n in range(n_jobs)]
+    assert "Error ?[31m3" in cases[3].find("failure").text  # the control character made XML-safe
+    assert "rendition 720p-1: 1280x720 avc1.64001e 1720 bps" in cases[1].find("system-out").text
+    ET.indent(root)  # the streamed document is what indenting the whole tree at once makes
+    assert ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n" == raw
+
+    rows = table.getvalue()  # from the summary fields each job kept
+    assert rows.count(" succeeded ") == sum(e["status"] == "succeeded" for e in entries[:50])
+    assert rows.count(" 4 ") == sum(e["status"] != "failed" for e in entries[:50])  # renditions
+    assert "ffmpeg exited with code 1 (t0003) (see the log)" in rows
+
+
+def test_reports_from_the_spool_equal_the_reports_from_memory(tmp_path):
+    """The same batch reported from its outcomes in memory and from a spool: the same bytes."""
+    (tmp_path / "in.mp4").write_bytes(b"\0" * 100)
+    (template,) = jobsfile.jobs_from_patterns([str(tmp_path / "in.mp4")], BatchDefaults(profile="default"))
+    jobs = [jobsfile.BatchJob(f"t{n:04d}", template.job, f"jobs[{n}]") for n in range(40)]
+    result = batch.run_batch(jobs, _FakeExecutor(), concurrency=4, retries=1, retry_delay_s=0.0, poll_s=0.0, fail_fast=True)
+    assert {"failed", "cancelled"} <= {js.status for js in result.jobs}  # fail-fast stopped the rest
+    batch.write_report(result, str(tmp_path / "memory.json"))
+    batch.write_junit(result, str(tmp_path / "memory.xml"))
+    assert json.loads((tmp_path / "memory.json").read_text()) == batch.report_dict(result)
+    with batch.ReportSpool(str(tmp_path)) as spool:
+        spool.begin(len(result.jobs))
+        for js in reversed(result.jobs):  # in any order
+            assert spool.add(js.index, batch.job_entry(js))
+        result.spool = spool
+        batch.write_report(result, str(tmp_path / "spool.json"))
+        batch.write_junit(result, str(tmp_path / "spool.xml"))
+    assert (tmp_path / "spool.json").read_bytes() == (tmp_path / "memory.json").read_bytes()
+    assert (tmp_path / "spool.xml").read_bytes() == (tmp_path / "memory.xml").read_bytes()
+
+
+def test_an_unwritable_report_place_fails_before_the_first_job(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batch.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(batch.OutputError) as info:
+        batch.ReportSpool(str(tmp_path))
+    assert info.value.message == f"{tmp_path}: cannot write the batch's reports there (Permission denied)"
+    assert info.value.exit_code == ExitCode.OUTPUT and "--report" in (info.value.hint or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
 
@@ -87,14 +88,12 @@ class BatchDisplay(batch.BatchObserver):
         prefix = f"[{self.finished}/{self.total}] {js.name}"
         last = js.last
         if js.status == "succeeded":
-            n = len(last.record.get("renditions") or []) if last else 0
-            took = sum(a.duration_s for a in js.attempts)
-            self.say(f"{prefix}: succeeded in {_duration(took)}, {n} renditions -> {_short_path(js.job.output)}")
+            self.say(f"{prefix}: succeeded in {_duration(js.took_s)}, {js.renditions} renditions -> {_short_path(js.job.output)}")
         elif js.status == "skipped":
             self.say(f"{prefix}: skipped, {last.reason if last else 'up to date'}")
         elif js.status == "failed":
-            error = last.error.line() if last and last.error else "failed"
-            tries = f" after {len(js.attempts)} attempts" if len(js.attempts) > 1 else ""
+            error = js.error_line or "failed"
+            tries = f" after {js.tries} attempts" if js.tries > 1 else ""
             self.say(f"{prefix}: failed{tries}: {error}", always=True, style="red")
         elif js.status == "interrupted":
             self.say(f"{prefix}: interrupted", always=True, style="yellow")
@@ -124,22 +123,21 @@ class BatchDisplay(batch.BatchObserver):
 
 
 def summary_table(result: batch.BatchResult) -> Table:
+    """From each job's summary fields (time, renditions, error line), not its outcomes: those went to
+    the report spool as the job finished."""
     table = Table(title="batch", title_justify="left")
     for col in ("job", "status", "time", "renditions", "output / error"):
         table.add_column(col, justify="right" if col in ("time", "renditions") else "left", overflow="fold")
     styles = {"succeeded": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "cancelled": "dim"}
     for js in result.jobs:
-        last = js.last
         detail = _short_path(js.job.output)
-        if js.status in ("failed", "interrupted") and last and last.error:
-            detail = last.error.line()
+        if js.status in ("failed", "interrupted") and js.error_line:
+            detail = js.error_line
         elif js.status == "cancelled":
             detail = "not started"
-        renditions = len(last.record.get("renditions") or []) if last and js.status in ("succeeded", "skipped") else 0
-        took = sum(a.duration_s for a in js.attempts)
         table.add_row(
-            js.name, f"[{styles.get(js.status, '')}]{js.status}[/]", _duration(took) if js.attempts else "-",
-            str(renditions) if renditions else "-", detail,
+            js.name, f"[{styles.get(js.status, '')}]{js.status}[/]", _duration(js.took_s) if js.tries else "-",
+            str(js.renditions) if js.renditions else "-", detail,
         )
     return table
 
@@ -219,19 +217,24 @@ def batch_cmd(ctx, sources, output_dir, profile_ref, preset, audio_tracks, allow
     workers = concurrency or (len(jobs) if scheduler else batch.default_concurrency(jobs))
     executor = batch.make_executor(workers, scheduler)
     err = console_err()
-    with BatchDisplay(len(jobs), quiet=quiet or (as_json and not err.is_terminal)) as display:
-        if not display.quiet:
-            display.say(f"batch: {len(jobs)} job(s), {executor.description}")
-        result = batch.run_batch(
-            jobs, executor, concurrency=workers, retries=retries, retry_delay_s=retry_delay,
-            fail_fast=fail_fast, force=force, observer=display,
-        )
-    if report_path:
-        batch.write_report(result, report_path)
-    if junit_path:
-        batch.write_junit(result, junit_path)
-    if as_json:
-        emit_json(batch.report_dict(result))
+    # Each finished job's report entry goes to a temporary file beside the report (see ReportSpool):
+    # the reports are streamed from it at the end, so finished jobs' outcomes are not held in memory.
+    target = report_path or junit_path
+    with batch.ReportSpool(os.path.dirname(os.path.abspath(target)) if target else None) as spool:
+        with BatchDisplay(len(jobs), quiet=quiet or (as_json and not err.is_terminal)) as display:
+            if not display.quiet:
+                display.say(f"batch: {len(jobs)} job(s), {executor.description}")
+            result = batch.run_batch(
+                jobs, executor, concurrency=workers, retries=retries, retry_delay_s=retry_delay,
+                fail_fast=fail_fast, force=force, observer=display, spool=spool,
+            )
+        if report_path:
+            batch.write_report(result, report_path)
+        if junit_path:
+            batch.write_junit(result, junit_path)
+        if as_json:
+            batch.dump_report(result, sys.stdout.write)
+            sys.stdout.flush()
     if not quiet:
         err.print(summary_table(result))
         err.print(batch.summary_line(result), highlight=False, markup=False, soft_wrap=True)
