@@ -57,7 +57,7 @@ codec = "aac"
 bitrate = "64k"
 channels = 2
 """
-JOBS = 4
+JOBS = 6
 SEED = int(os.environ.get("ABRPIPE_CHAOS_SEED", "1234"))
 
 
@@ -166,7 +166,8 @@ def test_chaos_monkey_then_rerun_completes_everything(batch_dir):
         proc = _start(batch_dir, *args)
         try:
             _wait_for_ffmpeg(marker, proc)
-            sigterm_at = time.monotonic() + rng.uniform(5.0, 8.0)
+            # Early enough that the batch is still running (the other faults come first; see below).
+            sigterm_at = time.monotonic() + rng.uniform(2.0, 4.0)
             while proc.poll() is None:
                 pending = [k for k in FAULTS[:2] if not injected[k]]
                 if time.monotonic() >= sigterm_at and not pending:
