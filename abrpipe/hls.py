@@ -21,9 +21,9 @@ CC_GROUP = "cc"
 SDH_CHARACTERISTICS = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
 
 
-def _vod_playlist(target: int) -> m3u8.M3U8:
+def _vod_playlist(target: int, version: int = HLS_VERSION) -> m3u8.M3U8:
     pl = m3u8.M3U8()
-    pl.version = HLS_VERSION
+    pl.version = version
     pl.target_duration = target
     pl.media_sequence = None
     pl.playlist_type = "vod"
@@ -314,13 +314,8 @@ def write_ts(out_dir: str, title: Title) -> list[str]:
     master.is_independent_segments = True
     variants = []
     for v in title.ts:
-        pl = m3u8.M3U8()
-        pl.version = TS_HLS_VERSION
-        pl.target_duration = target
-        pl.media_sequence = None
-        pl.playlist_type = "vod"
+        pl = _vod_playlist(target, TS_HLS_VERSION)
         pl.is_independent_segments = True
-        pl.is_endlist = True
         for seg in v.segments:
             pl.segments.append(m3u8.Segment(uri=seg.uri, duration=seg.duration_s))
         pl.dump(os.path.join(out_dir, v.directory, MEDIA_PLAYLIST))
