@@ -232,7 +232,7 @@ def capture(argv: list[str], *, timeout_s: float = 120.0) -> str:
     if proc.returncode != 0:
         tail = "\n".join(err.strip().splitlines()[-5:])
         raise EncodeError(
-            f"{os.path.basename(argv[0])} exited with code {proc.returncode}",
+            f"{os.path.basename(argv[0])} {_exit_description(proc.returncode)}",
             argv=argv,
             returncode=proc.returncode,
             stderr_tail=tail,
@@ -289,7 +289,7 @@ def run(
         if proc.returncode in (-signal.SIGINT, 255) and _interrupted_recently():
             raise Interrupted("interrupted; ffmpeg was stopped")
         raise EncodeError(
-            f"ffmpeg exited with code {proc.returncode}",
+            f"ffmpeg {_exit_description(proc.returncode)}",
             argv=argv,
             returncode=proc.returncode,
             stderr_tail="\n".join(tail),
@@ -356,6 +356,15 @@ def note_interrupt() -> None:
     """The CLI's signal handler records when the user asked us to stop."""
     global _last_interrupt
     _last_interrupt = time.monotonic()
+
+
+def _exit_description(returncode: int) -> str:
+    """'exited with code 1', or 'was killed by SIGKILL' for a child that a signal ended (the OOM killer,
+    an operator), which says that the input was probably not at fault."""
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
 
 
 def _interrupted_recently() -> bool:

@@ -273,3 +273,39 @@ def test_a_unit_that_kills_its_workers_fails_the_job_with_one_clear_line(cluster
         expected = f"unit {index} ({index * 2}-{index * 2 + 2} s)" if index < 6 else f"unit {index} ({index * 2}-end)"
     assert expected in errors[0] and "KilledWorker" in errors[0]
     assert not out.exists()
+
+
+def test_an_ffmpeg_killed_on_a_worker_fails_the_job_and_the_rerun_resumes(cluster: Cluster, tmp_path: Path):
+    """SIGKILL of one unit's ffmpeg on a worker (the OOM killer, an operator): the job fails with one
+    line naming the unit, publishes nothing; the rerun reuses every unit that finished and encodes the rest."""
+    cluster.ensure_workers(2)
+    src, out = _long_source(tmp_path), tmp_path / "out"
+    units_root = Path(layout.units_dir(str(out)))
+    with encoding(src, out, cluster) as proc:
+        deadline = time.monotonic() + 120
+        while len(list(units_root.glob("unit-*/unit.json"))) < 2:  # some units finished before the kill
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _, pid = _wait_for_ffmpeg(cluster, proc)
+        unit = os.path.basename(_cwd(pid)).split(".run-")[0]
+        os.kill(pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 6, stderr  # ExitCode.ENCODE
+    errors = [line for line in stderr.splitlines() if line.startswith("abrpipe: error:")]
+    assert len(errors) == 1 and "killed by SIGKILL" in errors[0], stderr
+    assert ("audio unit" if unit == "unit-audio" else f"unit {int(unit.split('-')[1])} (") in errors[0], (unit, errors)
+    assert not out.exists() and not Path(layout.partial_dir(str(out))).exists()  # nothing published
+    assert ffmpeg_processes_under(str(src)) == []  # no ffmpeg of this job left on any worker
+    assert all(w.poll() is None for w in cluster.workers)  # the workers themselves carry on
+    finished = {p.parent.name for p in units_root.glob("unit-*/unit.json")}
+    assert unit not in finished and len(finished) >= 2
+
+    report = encode(src, out, CRF, "--chunk", "2", "--scheduler", cluster.address)
+    units = {u["unit"]: u for u in report["encode"]["units"]}
+    assert len(units) == 8  # 7 video units and the audio
+    assert {name for name, u in units.items() if u["reused"]} == finished
+    assert not validate_output(str(out)).errors
+    for r in report["renditions"]:
+        if r["kind"] == "video":
+            assert frame_count(out / r["id"], tmp_path) == 16 * 30 // (2 if r["frame_rate"] < 20 else 1)
