@@ -52,14 +52,10 @@ def dash_content_protections(p: Protection) -> list[ContentProtection]:
     first.value = p.scheme
     first.cenc_default_kid = p.kid_uuid
     out: list[ContentProtection] = [first]
-    # Key rotation: the boxes of the later periods' keys go next to the first one's, and ClearKey's
-    # element carries the W3C common pssh that lists every KID (what the fragments' seig groups name).
+    # Key rotation: ClearKey's element carries the W3C common pssh that lists every KID (what the
+    # fragments' seig groups name). The DRM systems' elements keep one cenc:pssh each, the first
+    # period's (dash.js 4 fails on a ContentProtection with several); the inits hold every period's boxes.
     later: dict[str, list[str]] = {}
-    for period in p.periods if p.rotates else ():
-        if period.kid != p.kid:
-            for s in period.systems:
-                if s.pssh_b64 and s.pssh_b64 not in later.get(s.system_id, []):
-                    later.setdefault(s.system_id, []).append(s.pssh_b64)
     if p.rotates and p.common_pssh_b64:
         later[CLEARKEY] = [p.common_pssh_b64]
     for s in p.systems:

@@ -7,6 +7,7 @@ HLS cenc and cbcs in Shaka, which fetches the key from the KEYFORMAT="identity" 
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from harness import play, require_browser, summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from protect_media import KEY, KID, WRONG_KEY, encode, tiny_clip  # noqa: E402
+from protect_media import KEY, KID, ROTATION_KEYS, VIDEO2_KID, WRONG_KEY, encode, rotation_cpix, tiny_clip  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +36,8 @@ def protected(kind: str, clip: Path, root: Path) -> Path:
         out = root / f"{kind}-abr"
         if kind == "aes128":
             encode(clip, out, "--hls-aes128", "--key-rotation", "2", "--embed-keys")
+        elif kind == "rotated":  # CENC key rotation: cbcs, a new video and audio key from 2 s on (CPIX)
+            encode(clip, out, "--encrypt", "cbcs", "--cpix", str(rotation_cpix(root / "rotation.cpix.xml")))
         else:
             encode(clip, out, "--encrypt", kind, "--key", f"{KID}:{KEY}", "--embed-keys")
         _outputs[kind] = out
@@ -92,4 +95,40 @@ def test_wrong_key_fails_playback(player, manifest, clip, root, tmp_path):
     # other reason (a missing file, a player that never loaded).
     assert [p["name"] for p in result["phases"]][:1] == ["load"] and result["phases"][0]["ok"], summary(result)
     assert any("PIPELINE_ERROR_DECODE" in str(e) for e in result["errors"]), summary(result)
+    assert not result["http_errors"], summary(result)
+
+
+ROTATED = [("shaka", "manifest.mpd"), ("dashjs", "manifest.mpd"), ("shaka", "master.m3u8")]
+
+
+@pytest.mark.parametrize(("player", "manifest"), ROTATED, ids=[f"{p}-{m.split('.')[1]}" for p, m in ROTATED])
+def test_cenc_key_rotation_plays_across_the_key_change(player, manifest, clip, root):
+    """Every period's key in the player's ClearKey configuration: each forced rendition plays 2.5 s,
+    across the key change at 2 s (the later fragments name their key in a seig sample group)."""
+    require_browser()
+    out = protected("rotated", clip, root)
+    result = play(out, player, manifest, seconds=60, clearkeys=ROTATION_KEYS, advance=2.5)
+    assert result["killed_leftovers"] == 0
+    assert result["ok"], summary(result)
+    levels = [p for p in result["phases"] if p["name"] in ("lowest", "highest")]
+    assert len(levels) == 2 and all(p["played_s"] >= 2.5 for p in levels), summary(result)
+
+
+@pytest.mark.parametrize("manifest", ["manifest.mpd", "master.m3u8"])
+def test_cenc_key_rotation_with_a_wrong_second_key_fails_at_the_change(manifest, clip, root):
+    """The first period's keys are right, the second period's video key is wrong: playback starts,
+    then fails with a decode error once it reaches the key change."""
+    require_browser()
+    out = protected("rotated", clip, root)
+    keys = {**ROTATION_KEYS, VIDEO2_KID: WRONG_KEY}
+    result = play(out, "shaka", manifest, seconds=40, clearkeys=keys, advance=2.5)
+    assert result["killed_leftovers"] == 0
+    assert not result["ok"], "a wrong key for the second period must fail playback: " + summary(result)
+    phases = {p["name"]: p for p in result["phases"]}
+    assert phases["load"]["ok"] and phases["start"]["ok"], summary(result)  # the first period played
+    decode = [e for e in result["errors"] if "PIPELINE_ERROR_DECODE" in str(e)]
+    assert decode, summary(result)
+    # The first packet the decoder cannot take is after the key change (Chromium's timestamp, in µs).
+    stamps = [int(t) for e in decode for t in re.findall(r"timestamp=(\d+)", str(e))]
+    assert stamps and min(stamps) >= 2_000_000, summary(result)
     assert not result["http_errors"], summary(result)
