@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import test_protect
 from media import requires_ffmpeg
 from protect_media import (
     AUDIO2_KID,
@@ -20,9 +21,7 @@ from protect_media import (
     PROFILE,
     ROTATION,
     VIDEO2_KID,
-    encode,
     rotation_cpix,
-    tiny_clip,
     widevine_pssh,
 )
 from test_protect import (
@@ -42,17 +41,10 @@ from abrpipe.protect.systems import COMMON, WIDEVINE
 from abrpipe.validate import RULES, validate_output
 
 pytestmark = requires_ffmpeg
+# The protection tests' fixtures: their tiny clip and its clear encode.
+clip = test_protect.clip
+clear_out = test_protect.clear_out
 BOUNDARY_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
-    return tiny_clip(tmp_path_factory.mktemp("rotation-src"))
-
-
-@pytest.fixture(scope="module")
-def clear_out(clip, tmp_path_factory) -> Path:
-    return encode(clip, tmp_path_factory.mktemp("rotation-clear") / "clear-abr")
 
 
 @pytest.fixture(scope="module")
