@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -207,11 +206,27 @@ def test_undeclared_fragment_kid_fires_alone(breakage, rotated, tmp_path):
     assert report.rules() & {r for r in RULES if r.startswith("PROT-")} == {"PROT-FRAGMENT-KID"}, report.rules()
 
 
+def test_index_periods_last_key_rotation_segments_each(clip, clear_out, tmp_path):
+    """Key periods by @index, --key-rotation 2: the key changes after 2 one-second segments, as with @start/@end."""
+    doc = rotation_cpix(tmp_path / "index.cpix.xml", by_index=True)
+    title = protect_copy(clear_out, clip, tmp_path / "enc", ProtectOptions(scheme="cenc", cpix=str(doc), key_rotation=2))
+    for r in title.renditions:
+        kids = _period_kids(r.kind)
+        assert [(p.kid, p.first_segment) for p in r.protection.periods] == [(kids[0], 0), (kids[1], 2)]
+        rdir = tmp_path / "enc" / r.id
+        info = read_init_protection((rdir / "init.mp4").read_bytes())
+        for n, names in enumerate(_segments_by_period(rdir)):
+            for name in names:
+                groups = {k for f in read_segment_protection((rdir / name).read_bytes(), info.per_sample_iv_size) for k in f.group_kids}
+                assert groups == (set() if n == 0 else {bytes.fromhex(kids[1])}), (r.id, name)
+
+
 def test_index_periods_need_a_period_length_and_keys_for_every_period(clip, tmp_path):
     doc = rotation_cpix(tmp_path / "index.cpix.xml", by_index=True)
     args = ["encode", str(clip), "-p", PROFILE, "-o", str(tmp_path / "out"), "--encrypt", "cenc", "--cpix", str(doc)]
     proc = run_cli(*args)
-    assert proc.returncode == 3 and "key periods by @index need a period length" in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("abrpipe: error:")]
+    assert proc.returncode == 3 and len(errors) == 1 and "key periods by @index need a period length" in errors[0], proc.stderr
     # A period without a rule for the audio track: one line naming the rendition and the period.
     text = doc.read_text()
     cut = text.index(f'<cpix:ContentKeyUsageRule kid="{uuid.UUID(AUDIO2_KID)}"')
@@ -220,4 +235,3 @@ def test_index_periods_need_a_period_length_and_keys_for_every_period(clip, tmp_
     errors = [line for line in proc.stderr.splitlines() if line.startswith("abrpipe: error:")]
     assert proc.returncode == 3 and len(errors) == 1 and "no key for rendition audio-aac-64k in key period 'p2'" in errors[0], proc.stderr
     assert not (tmp_path / "out").exists()
-    assert os.environ.get("ABRPIPE_KEYS") is None
