@@ -158,6 +158,10 @@ def test_rotated_output_is_signalled_and_validates(rotated):
         assert last_keys.endswith(f"KEYID=0x{kids[1]}")
         wv = base64.b64encode(widevine_pssh(kids[1])).decode()
         assert any(f'URI="data:text/plain;base64,{wv}"' in line for line in key_run)
+    probed = {r["rendition"]: r["protection"] for r in json.loads(run_cli("probe", str(out), "--json").stdout)["renditions"]}
+    for rid, protection in probed.items():
+        kids = _period_kids("audio" if rid.startswith("audio") else "video")
+        assert protection["kid"] == str(uuid.UUID(kids[0])) and protection["kids"] == sorted(str(uuid.UUID(k)) for k in kids)
     record = json.loads(result.stdout)
     assert {r["id"]: tuple(r["protection"]["kids"]) for r in record["renditions"]} == {
         r["id"]: tuple(sorted(_period_kids(r["kind"]))) for r in record["renditions"]}

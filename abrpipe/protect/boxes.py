@@ -233,6 +233,9 @@ def describe(info: InitProtection | None) -> dict | None:
         "iv_size": info.per_sample_iv_size,
         "pattern": f"{info.crypt_byte_block}:{info.skip_byte_block}",
         "systems": [NAMES.get(p.system_id, p.system_id) for p in info.pssh],
+        # Every KID the init names: the default one, and (key rotation) the later periods' ones that
+        # its pssh boxes list.
+        "kids": sorted({str(uuid.UUID(bytes=k)) for k in (info.kid, *(k for p in info.pssh for k in p.kids))}),
     }
 
 
