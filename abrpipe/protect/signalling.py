@@ -18,6 +18,7 @@ from abrpipe.protect.systems import (
     IDENTITY,
     MP4PROTECTION,
     PLAYREADY,
+    W3C_CLEARKEY,
     WIDEVINE,
 )
 
@@ -143,6 +144,10 @@ def hls_key_lines(p: Protection, *, session: bool = False, keyid: str | None = N
             keys.append("#EXT-X-SESSION-KEY:" + s.hls_media_tag.removeprefix("#EXT-X-KEY:"))
             continue
         if s.system_id == CLEARKEY:
+            if not session:
+                # EME ClearKey (hls.js): the KID; the player gets the key from its license server.
+                kid_uri = "data:text/plain;base64," + b64(bytes.fromhex(p.kid))
+                keys.append(cls(method, None, uri=kid_uri, keyformat=W3C_CLEARKEY, keyformatversions="1"))
             if p.key_uri and not session:
                 # ClearKey for Shaka Player: the key itself at URI (see docs/PROTECTION.md).
                 keys.append(cls(method, None, uri=p.key_uri, keyformat=IDENTITY, keyformatversions="1"))

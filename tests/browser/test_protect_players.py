@@ -7,6 +7,7 @@ HLS cenc and cbcs in Shaka, which fetches the key from the KEYFORMAT="identity" 
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import sys
@@ -16,7 +17,17 @@ import pytest
 from harness import play, require_browser, summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from protect_media import KEY, KID, ROTATION_KEYS, VIDEO2_KID, WRONG_KEY, encode, rotation_cpix, tiny_clip  # noqa: E402
+from protect_media import (  # noqa: E402
+    KEY,
+    KID,
+    ROTATION_KEYS,
+    VIDEO2_KID,
+    WRONG_KEY,
+    encode,
+    rotation_cpix,
+    tiny_clip,
+    widevine_pssh,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -36,6 +47,10 @@ def protected(kind: str, clip: Path, root: Path) -> Path:
         out = root / f"{kind}-abr"
         if kind == "aes128":
             encode(clip, out, "--hls-aes128", "--key-rotation", "2", "--embed-keys")
+        elif kind == "cbcs-license":  # no identity URI: HLS players get the key from a ClearKey license server
+            pssh = root / "widevine.pssh"
+            pssh.write_text(base64.b64encode(widevine_pssh(KID)).decode() + "\n")
+            encode(clip, out, "--encrypt", "cbcs", "--key", f"{KID}:{KEY}", "--pssh", str(pssh))
         elif kind == "rotated":  # CENC key rotation: cbcs, a new video and audio key from 2 s on (CPIX)
             encode(clip, out, "--encrypt", "cbcs", "--cpix", str(rotation_cpix(root / "rotation.cpix.xml")))
         else:
@@ -132,3 +147,23 @@ def test_cenc_key_rotation_with_a_wrong_second_key_fails_at_the_change(manifest,
     stamps = [int(t) for e in decode for t in re.findall(r"timestamp=(\d+)", str(e))]
     assert stamps and min(stamps) >= 2_000_000, summary(result)
     assert not result["http_errors"], summary(result)
+
+
+@pytest.mark.parametrize("key", [KEY, WRONG_KEY], ids=["right-key", "wrong-key"])
+def test_hls_cbcs_plays_in_hlsjs_from_a_clearkey_license_server(key, clip, root):
+    """hls.js reads KEYFORMAT="org.w3.clearkey" (the line's URI holds the KID) and asks the license
+    server it is configured with (here the harness's W3C ClearKey endpoint) for the key. With the
+    right key it plays both renditions; with a wrong one it fails with a decode error."""
+    require_browser()
+    out = protected("cbcs-license", clip, root)
+    lines = (out / "180p-300k" / "playlist.m3u8").read_text().splitlines()
+    assert not any('KEYFORMAT="identity"' in line for line in lines)  # nothing but the license server gives the key
+    result = play(out, "hlsjs", "master.m3u8", seconds=40, license_keys={KID: key})
+    assert result["killed_leftovers"] == 0
+    if key == KEY:
+        assert result["ok"], summary(result)
+        assert len({lvl["height"] for lvl in result["levels"]}) >= 2
+    else:
+        assert not result["ok"], "playback with a wrong key must fail: " + summary(result)
+        assert any("PIPELINE_ERROR_DECODE" in str(e) for e in result["errors"]), summary(result)
+        assert not result["http_errors"], summary(result)
