@@ -26,10 +26,13 @@ pytestmark = requires_ffmpeg
 
 
 def _jobs(directory: Path, clip: Path, protection: str) -> Path:
+    """Two jobs from one clip: "clear", and "protected" with its own protection table. The defaults'
+    key_uri alone encrypts nothing: it waits for a job that says `encrypt`."""
     path = directory / "jobs.toml"
     path.write_text(
         "schema = 1\n[defaults]\n"
-        f'profile = "{PROFILE}"\noutput_dir = "out"\n\n'
+        f'profile = "{PROFILE}"\noutput_dir = "out"\n'
+        'protection = { key_uri = "/keys/{kid}" }\n\n'
         f'[[jobs]]\ninput = "{clip}"\nname = "clear"\n\n'
         f'[[jobs]]\ninput = "{clip}"\nname = "protected"\nprotection = {protection}\n'
     )
@@ -39,7 +42,7 @@ def _jobs(directory: Path, clip: Path, protection: str) -> Path:
 def test_a_protected_batch_job_decrypts_to_the_clear_job(tmp_path):
     clip = tiny_clip(tmp_path)
     keys_file(tmp_path, f'key = "{KID}:{KEY}"\n')  # tmp_path/keys.toml, mode 0600
-    jobs = _jobs(tmp_path, clip, '{ encrypt = "cenc", keys = "keys.toml", key_uri = "/keys/{kid}" }')
+    jobs = _jobs(tmp_path, clip, '{ encrypt = "cenc", keys = "keys.toml" }')  # + the defaults' key_uri
     proc = run_cli("batch", str(jobs), "-j", "1", "--json", "--keep-logs")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -69,9 +72,10 @@ def test_a_protected_batch_job_decrypts_to_the_clear_job(tmp_path):
         (f'{{ encrypt = "cenc", key = "{KID}:{KEY}" }}', "jobs[1].protection: key: keys never go in a jobs file"),
         (f'{{ encrypt = "cenc", keys = "{KID}:{KEY}" }}', "jobs[1].protection: keys: this is a key, not a file name"),
         ('{ encrypt = "cbc1", keys = "keys.toml" }', "jobs[1].protection: encrypt: unknown encryption scheme 'cbc1'"),
-        ('{ encrypt = "cenc", keys = "missing.toml", key_uri = "/k/{kid}" }', "jobs[1].protection: "),
+        ('{ encrypt = "cenc", keys = "missing.toml" }', "missing.toml: cannot read the keys file"),
+        ('{ keys = "keys.toml" }', 'jobs[1].protection: keys goes with encrypt = "cenc" or "cbcs"'),
     ],
-    ids=["inline-key", "key-for-a-file", "unknown-scheme", "missing-keys-file"],
+    ids=["inline-key", "key-for-a-file", "unknown-scheme", "missing-keys-file", "keys-without-scheme"],
 )
 def test_bad_protection_in_a_jobs_file_is_one_line(protection, expected, tmp_path):
     clip = tiny_clip(tmp_path, seconds=1)

@@ -64,14 +64,16 @@ def options(table: dict[str, Any], base_dir: str, key_classes: tuple = (), profi
     """ProtectOptions for one job (paths resolved against the jobs file), or None: no protection.
     ValueError: an inconsistent table (the message names the field)."""
     scheme = table.get("encrypt") or (None if table.get("hls_aes128") else profile_scheme)
-    if not table and not scheme:
+    if not (scheme or table.get("hls_aes128")):
+        # Signalling fields alone (a [defaults] key_uri, say) wait for a job that encrypts; keys do not.
+        given = [k for k in _PATHS if table.get(k)]
+        if given:
+            raise ValueError(f"{given[0]} goes with encrypt = \"cenc\" or \"cbcs\" (or hls_aes128 = true)")
         return None
     if scheme and table.get("hls_aes128"):
         raise ValueError("encrypt and hls_aes128 are two different outputs: choose one")
     if sum(bool(table.get(k)) for k in ("keys", "cpix")) > 1:
         raise ValueError("keys, cpix: give keys one way")
-    if not (scheme or table.get("hls_aes128")):
-        raise ValueError("set encrypt = \"cenc\" or \"cbcs\" (or hls_aes128 = true)")
 
     def path(name: str) -> str | None:
         v = table.get(name)
