@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -51,14 +52,26 @@ def rotated(clip, tmp_path_factory) -> tuple[Path, object]:
     """A whole `abrpipe encode --encrypt cbcs --cpix` with two key periods, its --json record kept."""
     from click.testing import CliRunner
 
+    from abrpipe import runner
     from abrpipe.cli import cli
 
     root = tmp_path_factory.mktemp("rotation-out")
     cpix = rotation_cpix(root / "rotation.cpix.xml")
     out = root / "out"
-    result = CliRunner().invoke(cli, ["encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cbcs", "--cpix", str(cpix),
-                                      "--keep-logs", "--json"], catch_exceptions=False)
+    started: list[tuple[list[str], int | None]] = []  # every process's argv, and its flag file's mode
+    real = runner.capture_result
+
+    def spy(argv, **kwargs):
+        flagfile = next((a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")), None)
+        started.append((list(argv), os.stat(flagfile).st_mode & 0o777 if flagfile else None))
+        return real(argv, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "capture_result", spy)
+        result = CliRunner().invoke(cli, ["encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cbcs",
+                                          "--cpix", str(cpix), "--keep-logs", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    result.started = started
     return out, result
 
 
@@ -174,6 +187,9 @@ def test_rotated_keys_never_leak(rotated, clip, tmp_path):
     out, result = rotated
     secrets = [s for key in ROTATION_KEYS.values() for s in secret_forms(key)]
     assert not _leaks(result.output.encode(), secrets)
+    packager_runs = [(argv, mode) for argv, mode in result.started if mode is not None]
+    assert packager_runs and all(mode == 0o600 for _, mode in packager_runs), "keys go to the packager by a 0600 flag file"
+    assert not _leaks(" ".join(a for argv, _ in result.started for a in argv).encode(), secrets)
     files = [p for p in out.rglob("*") if p.is_file()]
     assert any(".logs" in p.parts for p in files) and (out / "abrpipe.json") in files
     for p in files:
