@@ -37,7 +37,7 @@ import string
 import tomllib
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from abrpipe import registry, storage, subtitles
@@ -65,6 +65,8 @@ JOB_FIELDS: dict[str, str] = {
     "allow_references": "let ffmpeg open inputs that reference other files or URLs (default false)",
     "subtitles": 'sidecar subtitle files: a list of "LANG[,forced][,sdh][,default]=FILE" (FILE relative to the jobs file)',
     "source_subtitles": "publish the source's own text tracks (default true)",
+    "protection": "content protection: a table of encrypt, keys, cpix, pssh, hls_aes128, key_uri, key_rotation, embed_keys, "
+                  "allow_clear (key files by path; never a key: see docs/BATCH.md)",
 }
 DEFAULT_FIELDS: dict[str, str] = {
     **{k: v for k, v in JOB_FIELDS.items() if k not in ("input", "output")},
@@ -224,6 +226,12 @@ def _subtitles_field(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _protection_field(v: Any) -> dict[str, Any]:
+    from abrpipe.protect.jobs import parse_table
+
+    return parse_table(v)
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "input": _str_field,
     "name": _name_template,
@@ -236,6 +244,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "allow_references": _bool_field,
     "subtitles": _subtitles_field,
     "source_subtitles": _bool_field,
+    "protection": _protection_field,
 }
 
 
@@ -331,6 +340,8 @@ def load_jobs_file(path: str, cli: BatchDefaults | None = None) -> list[BatchJob
             problems.add(f"{path_}.name", "must be a plain name (letters, digits, space, . + - _), not a path")
             continue
         merged = {**defaults, **fields}
+        # A job's protection fields add to (or override) the defaults' ones, field by field.
+        merged["protection"] = {**defaults.get("protection", {}), **fields.get("protection", {})}
         spec = _Spec(
             index=i,
             where=f"{where}: {path_}",
@@ -348,6 +359,8 @@ def load_jobs_file(path: str, cli: BatchDefaults | None = None) -> list[BatchJob
             allow_references=bool(merged.get("allow_references", False)) or cli.allow_references,
             subtitles=tuple(subtitles.parse_spec(v, base_dir=base_dir) for v in merged.get("subtitles", ())),
             source_subtitles=merged.get("source_subtitles", True),
+            protection=merged["protection"],
+            base_dir=base_dir,
         )
         try:
             subtitles.check_specs(spec.subtitles)  # a bad sidecar fails the file check, before any encode
@@ -417,6 +430,8 @@ class _Spec:
     allow_references: bool
     subtitles: tuple = ()  # subtitles.SubtitleSpec, paths resolved
     source_subtitles: bool = True
+    protection: dict | None = None  # the job's `protection` table (abrpipe.protect.jobs), paths not yet resolved
+    base_dir: str = ""  # the jobs file's directory
 
 
 def _resolve(base_dir: str, path: str) -> str:
@@ -513,6 +528,13 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
             output = os.path.normpath(os.path.abspath(output))
         if not ok or profile is None:
             continue
+        try:
+            protection = _protection(spec, profile)
+        except (ValueError, InputError) as exc:
+            problems.items.append(f"{spec.prefix}: {_label(spec, 'protection')}{getattr(exc, 'message', exc)}")
+            continue
+        if protection is not None and protection.hls_aes128:
+            profile = replace(profile, outputs=("hls",))  # AES-128 segments are for HLS players only
         job = Job(
             input=spec.input,
             output=output,
@@ -526,12 +548,34 @@ def _build(specs: list[_Spec], cli: BatchDefaults, problems: _Problems, profiles
             endpoint=cli.endpoint,
             subtitles=spec.subtitles,
             source_subtitles=spec.source_subtitles,
+            protection=protection,
         )
         built.append((spec, name, output, job))
     _check_conflicts(built, problems)
     problems.raise_if_any()
     names = _unique_names([name for _, name, _, _ in built])
     return [BatchJob(name=n, job=job, where=spec.where) for (spec, _, _, job), n in zip(built, names, strict=True)]
+
+
+def _protection(spec: _Spec, profile: Profile):
+    """The job's ProtectOptions (None: in the clear), its keys read now: a bad key file or CPIX document
+    fails the jobs file before anything is encoded. The messages never hold a key."""
+    if not spec.protection and not profile.encryption:
+        return None
+    from abrpipe.protect.jobs import options
+    from abrpipe.protect.stage import load_keys, read_cpix_checked
+
+    opts = options(spec.protection or {}, spec.base_dir, profile.key_classes, profile.encryption)
+    if opts is None:
+        return None
+    if opts.scheme and "hls" in profile.outputs and not (opts.cpix or opts.pssh_file or opts.key_uri or opts.embed_keys):
+        raise ValueError("HLS players need to know where the key is: add key_uri (or embed_keys, pssh, cpix), "
+                         "or use a profile with outputs = [\"dash\"]")
+    if opts.cpix:
+        read_cpix_checked(opts.cpix)
+    elif opts.keys_file:
+        load_keys(opts)
+    return opts
 
 
 def _url_problem(text: str) -> str | None:

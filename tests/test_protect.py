@@ -336,12 +336,16 @@ def test_bad_key_input_is_one_line_and_publishes_nothing(case, expected, clip, t
     assert not out.exists() and not Path(str(out) + ".partial").exists()
 
 
-def test_unknown_scheme_is_a_usage_error(clip, tmp_path):
+def test_unknown_scheme_is_one_usage_line(clip, tmp_path):
+    """An unknown --encrypt scheme: one line naming the option and the schemes, exit code 2, nothing published."""
     out = tmp_path / "out"
     proc = run_cli("encode", str(clip), "-p", PROFILE, "-o", str(out), "--encrypt", "cbc1", "--key", f"{KID}:{KEY}")
-    assert proc.returncode == 2
-    assert "Invalid value for '--encrypt': 'cbc1' is not one of 'cenc', 'cbcs'" in proc.stderr
-    assert not out.exists()
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("abrpipe: error:")]
+    assert errors == ["abrpipe: error: --encrypt 'cbc1': unknown encryption scheme"], proc.stderr
+    assert "use cenc (AES-CTR) or cbcs" in proc.stderr and "Usage:" not in proc.stderr and "Traceback" not in proc.stderr
+    assert KEY not in proc.stderr
+    assert not out.exists() and not Path(str(out) + ".partial").exists()
 
 
 def test_profile_scheme_and_key_classes_and_probe(clip, tmp_path):

@@ -519,6 +519,7 @@ FEATURES = {
     **{rule: ("test_validate_protection", "test_rule_fires")
        for rule in ("PROT-TENC", "PROT-IV-PATTERN", "PROT-SENC", "PROT-SCHEME", "PROT-KID", "PROT-SIGNALLING")},
     "PROT-HALF": ("test_validate_protection", "test_half_protected_is_an_error_unless_allowed"),
+    "PROT-FRAGMENT-KID": ("test_protect_rotation", "test_undeclared_fragment_kid_fires_alone"),
 }
 HERE = {c.rule for c in DAMAGE} | set(PAIRS) | {"DASH-XSD", "DASH-XSD-SKIPPED", "APPLE-7.7-SEG-OVER-TARGET", "SEG-INVALID", "SEG-FORMAT"}
 

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 
 import click
 
+from abrpipe.errors import UsageError
 from abrpipe.protect import SCHEMES, ProtectOptions
 
 
 def protection_options(f):
     opts = [
-        click.option("--encrypt", "encrypt", type=click.Choice(SCHEMES),
+        # A plain string checked in check(): an unknown scheme is one line (exit 2), not click's usage text.
+        click.option("--encrypt", "encrypt", metavar="cenc|cbcs",
                      help="Common Encryption of every rendition: cenc (AES-CTR) or cbcs (AES-CBC 1:9 pattern, the one "
                           "scheme FairPlay, Widevine and PlayReady all play). Needs keys: --key, --keys, --cpix or ABRPIPE_KEYS."),
         click.option("--key", "keys", multiple=True, metavar="[CLASS=]KID:KEY",
@@ -33,7 +35,7 @@ def protection_options(f):
         click.option("--key-uri", metavar="TEMPLATE",
                      help="URI players fetch a key from: {kid} (hex), {kid_uuid}, {period}; e.g. https://keys.example.com/{kid}."),
         click.option("--key-rotation", type=click.IntRange(min=1), metavar="N",
-                     help="With --hls-aes128: a new key every N segments."),
+                     help="With --hls-aes128: a new key every N segments. With --cpix key periods by @index: each period lasts N segments."),
         click.option("--embed-keys", is_flag=True,
                      help="Write the keys into OUTPUT/keys/<kid>.key (tests and demos only: anyone who can read OUTPUT can decrypt it)."),
         click.option("--allow-clear", is_flag=True,
@@ -44,24 +46,33 @@ def protection_options(f):
     return f
 
 
+def check_scheme(scheme: str | None, where: str = "--encrypt") -> None:
+    """An unknown scheme: one line naming the option (exit 2)."""
+    if scheme is not None and scheme not in SCHEMES:
+        raise UsageError(f"{where} {scheme!r}: unknown encryption scheme",
+                         hint="use cenc (AES-CTR) or cbcs (AES-CBC, which FairPlay plays too); nothing was encoded")
+
+
 def check(encrypt, keys, keys_file, cpix, pssh_file, hls_aes128, key_uri, key_rotation, embed_keys, allow_clear, outputs) -> None:
+    check_scheme(encrypt)
     wanted = bool(encrypt or hls_aes128)
     given = [name for name, v in (("--key", keys), ("--keys", keys_file), ("--cpix", cpix), ("--pssh", pssh_file),
                                   ("--key-uri", key_uri), ("--key-rotation", key_rotation), ("--embed-keys", embed_keys),
                                   ("--allow-clear", allow_clear)) if v]
     if given and not wanted:
-        raise click.UsageError(f"{given[0]} goes with --encrypt or --hls-aes128")
+        raise UsageError(f"{given[0]} goes with --encrypt or --hls-aes128")
     if encrypt and hls_aes128:
-        raise click.UsageError("--encrypt and --hls-aes128 are two different outputs: choose one")
-    if key_rotation and not hls_aes128:
-        raise click.UsageError("--key-rotation goes with --hls-aes128 (CENC key rotation needs a key server)")
+        raise UsageError("--encrypt and --hls-aes128 are two different outputs: choose one")
+    if key_rotation and not (hls_aes128 or cpix):
+        raise UsageError("--key-rotation goes with --hls-aes128, or with --cpix key periods given by @index",
+                         hint="CENC keys rotate only from a CPIX document's ContentKeyPeriodList")
     if sum(bool(v) for v in (keys, keys_file, cpix)) > 1:
-        raise click.UsageError("give keys one way: --key, --keys or --cpix")
+        raise UsageError("give keys one way: --key, --keys or --cpix")
     if encrypt and "hls" in outputs and not (cpix or pssh_file or key_uri or embed_keys):
-        raise click.UsageError("HLS players need to know where the key is: add --key-uri TEMPLATE (or --embed-keys, "
-                               "--pssh, --cpix), or use a profile with outputs = [\"dash\"]")
+        raise UsageError("HLS players need to know where the key is: add --key-uri TEMPLATE (or --embed-keys, "
+                         "--pssh, --cpix), or use a profile with outputs = [\"dash\"]")
     if hls_aes128 and "hls" not in outputs:
-        raise click.UsageError("--hls-aes128 writes HLS only, and the profile asks for no HLS output")
+        raise UsageError("--hls-aes128 writes HLS only, and the profile asks for no HLS output")
 
 
 @contextlib.contextmanager

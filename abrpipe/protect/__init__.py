@@ -25,7 +25,7 @@ class ProtectOptions:
     pssh_file: str | None = None
     hls_aes128: bool = False
     key_uri: str | None = None  # template: {kid} (hex), {kid_uuid}, {period}
-    key_rotation: int | None = None  # AES-128: a new key every N segments
+    key_rotation: int | None = None  # AES-128: a new key every N segments; CPIX @index key periods: N segments each
     embed_keys: bool = False  # write the keys into OUT/keys/ (tests, demos)
     allow_clear: bool = False  # renditions without a key stay in the clear instead of failing
     key_classes: tuple[tuple[str, int], ...] = ()  # the profile's SD / HD height limits

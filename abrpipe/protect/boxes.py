@@ -123,6 +123,11 @@ class FragmentProtection:
     saio_present: bool
     has_subsamples: bool
     ivs: tuple[bytes, ...]
+    # Key rotation: the KIDs that 'seig' sample groups give to samples of this fragment, how many
+    # samples keep the tenc's default KID, and how many point at a group description that is not there.
+    group_kids: tuple[bytes, ...] = ()
+    default_samples: int = 0
+    unknown_group_samples: int = 0
 
 
 def read_segment_protection(data: bytes, iv_size: int) -> list[FragmentProtection]:
@@ -137,6 +142,8 @@ def read_segment_protection(data: bytes, iv_size: int) -> list[FragmentProtectio
             senc = saiz = None
             saio = subsamples = False
             ivs: list[bytes] = []
+            seig: list[bytes] = []
+            groups: list[tuple[int, int]] = []
             for btype, _, p, end in iter_boxes(data, tp, tend):
                 if btype == "trun":
                     samples += int.from_bytes(data[p + 4 : p + 8], "big")
@@ -146,6 +153,13 @@ def read_segment_protection(data: bytes, iv_size: int) -> list[FragmentProtectio
                     saiz = int.from_bytes(data[q + 1 : q + 5], "big")
                 elif btype == "saio":
                     saio = True
+                elif btype == "sgpd" and data[p + 4 : p + 8] == b"seig":
+                    seig += _seig_kids(data, p, end)
+                elif btype == "sbgp" and data[p + 4 : p + 8] == b"seig":
+                    q = p + 8 + (4 if data[p] == 1 else 0)
+                    for i in range(int.from_bytes(data[q : q + 4], "big")):
+                        e = q + 4 + 8 * i
+                        groups.append((int.from_bytes(data[e : e + 4], "big"), int.from_bytes(data[e + 4 : e + 8], "big")))
                 elif btype == "senc":
                     flags = int.from_bytes(data[p + 1 : p + 4], "big")
                     senc = int.from_bytes(data[p + 4 : p + 8], "big")
@@ -159,8 +173,48 @@ def read_segment_protection(data: bytes, iv_size: int) -> list[FragmentProtectio
                             q += 2 + 6 * n
                     if q > end:
                         raise BoxError(f"'senc' in the moof at byte {mstart} runs past its box")
-            out.append(FragmentProtection(mstart, samples, senc, saiz, saio, subsamples, tuple(ivs)))
+            kids: list[bytes] = []
+            unknown = grouped = 0
+            for count, index in groups:
+                grouped += count
+                if index == 0:
+                    continue  # not in the group: the default KID
+                local = index - 0x10001
+                if index > 0x10000 and local < len(seig):
+                    kids.append(seig[local])
+                else:
+                    unknown += count
+            default = max(samples - grouped, 0) + sum(c for c, i in groups if i == 0)
+            out.append(FragmentProtection(mstart, samples, senc, saiz, saio, subsamples, tuple(ivs),
+                                          tuple(dict.fromkeys(kids)), default, unknown))
     return out
+
+
+def _seig_kids(data: bytes, p: int, end: int) -> list[bytes]:
+    """The KIDs of the 'seig' entries of an sgpd box (payload at p)."""
+    version = data[p]
+    pos = p + 8  # version/flags, grouping_type
+    default_length = 0
+    if version == 1:
+        default_length = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+    elif version >= 2:
+        pos += 4  # default_sample_description_index
+    count = int.from_bytes(data[pos : pos + 4], "big")
+    pos += 4
+    kids = []
+    for _ in range(count):
+        length = default_length
+        if version == 1 and default_length == 0:
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            pos += 4
+        if not length:  # version 0: the entry's own size
+            length = 20 + (1 + data[pos + 20] if data[pos + 2] == 1 and data[pos + 3] == 0 else 0)
+        if pos + 20 > end:
+            raise BoxError("'sgpd' entry runs past its box")
+        kids.append(bytes(data[pos + 4 : pos + 20]))
+        pos += length
+    return kids
 
 
 def system_uuid(value: str) -> str:
@@ -179,6 +233,9 @@ def describe(info: InitProtection | None) -> dict | None:
         "iv_size": info.per_sample_iv_size,
         "pattern": f"{info.crypt_byte_block}:{info.skip_byte_block}",
         "systems": [NAMES.get(p.system_id, p.system_id) for p in info.pssh],
+        # Every KID the init names: the default one, and (key rotation) the later periods' ones that
+        # its pssh boxes list.
+        "kids": sorted({str(uuid.UUID(bytes=k)) for k in (info.kid, *(k for p in info.pssh for k in p.kids))}),
     }
 
 

@@ -10,6 +10,7 @@ import binascii
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from abrpipe.protect.keys import ContentKey, KeyError_, parse_b64_16
 from abrpipe.protect.model import DrmSignal
@@ -37,21 +38,74 @@ class UsageRule:
 
 
 @dataclass(frozen=True)
+class KeyPeriodSpec:
+    """A ContentKeyPeriod: @start/@end (xs:dateTime) or @index, as written in the document."""
+
+    id: str
+    index: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PeriodRange:
+    """A key period on the title's timeline: [start_s, end_s) in seconds (end None: to the end)."""
+
+    id: str
+    start_s: float
+    end_s: float | None
+
+
+@dataclass(frozen=True)
 class CpixDocument:
     path: str
     keys: dict[bytes, ContentKey]
     rules: tuple[UsageRule, ...]
-    periods: tuple[str, ...]
+    periods: tuple[KeyPeriodSpec, ...]
     systems: dict[tuple[bytes, str], DrmSignal]  # (kid, system id) -> signalling
     pssh: dict[tuple[bytes, str], bytes]  # (kid, system id) -> pssh box
 
-    def key_for(self, kind: str, width: int | None, height: int | None) -> ContentKey | None:
+    @property
+    def rotates(self) -> bool:
+        return len(self.periods) > 1
+
+    def key_for(self, kind: str, width: int | None, height: int | None, period: str | None = None) -> ContentKey | None:
+        """The key of a track (in one key period, when the document has several)."""
         if not self.rules:  # one key and no rules: it protects everything
             return next(iter(self.keys.values())) if len(self.keys) == 1 else None
         for rule in self.rules:
+            if self.rotates and rule.period is not None and rule.period != period:
+                continue
             if rule.matches(kind, width, height):
                 return self.keys[rule.kid]
         return None
+
+    def period_ranges(self, segment_s: float, rotation: int | None) -> list[PeriodRange]:
+        """The key periods on the title's timeline. @start/@end: the earliest @start is the title's
+        time 0. @index: period n lasts `rotation` segments (--key-rotation N), the lowest index first."""
+        if not self.rotates:
+            return [PeriodRange(self.periods[0].id if self.periods else "", 0.0, None)]
+        if all(p.index is not None for p in self.periods):
+            if not rotation:
+                raise KeyError_(f"{self.path}: key periods by @index need a period length",
+                                hint="add --key-rotation N (a new key every N segments)")
+            ordered = sorted(self.periods, key=lambda p: p.index or 0)
+            length = rotation * segment_s
+            return [PeriodRange(p.id, n * length, None if n == len(ordered) - 1 else (n + 1) * length) for n, p in enumerate(ordered)]
+        if any(p.start is None or p.end is None for p in self.periods):
+            raise KeyError_(f"{self.path}: every ContentKeyPeriod needs @start and @end, or every one an @index", hint=HINT)
+        ordered = sorted(self.periods, key=lambda p: p.start.timestamp() if p.start else 0.0)
+        zero = ordered[0].start
+        assert zero is not None
+        out = []
+        for n, p in enumerate(ordered):
+            assert p.start is not None and p.end is not None
+            if n and p.start != ordered[n - 1].end:
+                raise KeyError_(f"{self.path}: ContentKeyPeriod {p.id!r} does not start where {ordered[n - 1].id!r} ends",
+                                hint="key periods must follow each other without gap or overlap")
+            last = n == len(ordered) - 1
+            out.append(PeriodRange(p.id, (p.start - zero).total_seconds(), None if last else (p.end - zero).total_seconds()))
+        return out
 
     def pssh_boxes(self, kid: bytes) -> list[bytes]:
         return [box for (k, _), box in self.pssh.items() if k == kid]
@@ -77,6 +131,31 @@ def _b64_text(el: ET.Element | None) -> bytes | None:
         return base64.b64decode((el.text or "").strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def _period(el: ET.Element, n: int, path: str) -> KeyPeriodSpec:
+    where = f"{path}: ContentKeyPeriod #{n}"
+    pid = el.get("id") or str(n)
+    index = el.get("index")
+    if index is not None:
+        if not index.isdigit():
+            raise KeyError_(f"{where}: @index={index!r} is not a number", hint=HINT)
+        return KeyPeriodSpec(pid, index=int(index))
+
+    def when(attr: str) -> datetime | None:
+        value = el.get(attr)
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # no zone: UTC
+        except ValueError:
+            raise KeyError_(f"{where}: @{attr}={value!r} is not an xs:dateTime", hint=HINT) from None
+
+    start, end = when("start"), when("end")
+    if start is not None and end is not None and end <= start:
+        raise KeyError_(f"{where}: @end is not after @start", hint=HINT)
+    return KeyPeriodSpec(pid, start=start, end=end)
 
 
 def read_cpix(path: str) -> CpixDocument:
@@ -107,9 +186,8 @@ def read_cpix(path: str) -> CpixDocument:
     if not keys:
         raise KeyError_(f"{path}: the CPIX document holds no content key", hint=HINT)
 
-    periods = tuple(p.get("id") or str(n) for n, p in enumerate(root.findall("cpix:ContentKeyPeriodList/cpix:ContentKeyPeriod", NS)))
-    if len(periods) > 1:
-        raise KeyError_(f"{path}: {len(periods)} key periods; abrpipe rotates keys only for --hls-aes128", hint="use one key period for cenc/cbcs")
+    periods = tuple(_period(el, n, path) for n, el in enumerate(root.findall("cpix:ContentKeyPeriodList/cpix:ContentKeyPeriod", NS), 1))
+    period_ids = {p.id for p in periods}
 
     rules = []
     for n, el in enumerate(root.findall("cpix:ContentKeyUsageRuleList/cpix:ContentKeyUsageRule", NS), 1):
@@ -133,7 +211,10 @@ def read_cpix(path: str) -> CpixDocument:
             return int(value)
 
         period_filter = el.find("cpix:KeyPeriodFilter", NS)
-        rules.append(UsageRule(kid, kind, pixels("minPixels"), pixels("maxPixels"), period_filter.get("periodId") if period_filter is not None else None))
+        period = period_filter.get("periodId") if period_filter is not None else None
+        if period is not None and period not in period_ids:
+            raise KeyError_(f"{where}: KeyPeriodFilter names period {period!r}, which the ContentKeyPeriodList does not hold", hint=HINT)
+        rules.append(UsageRule(kid, kind, pixels("minPixels"), pixels("maxPixels"), period))
 
     systems: dict[tuple[bytes, str], DrmSignal] = {}
     pssh: dict[tuple[bytes, str], bytes] = {}

@@ -19,12 +19,23 @@ class DrmSignal:
 
 @dataclass(frozen=True)
 class KeyPeriod:
-    """HLS AES-128: a key applies from segment `first_segment` (0-based) on, one explicit IV per segment."""
+    """A key applies from segment `first_segment` (0-based) on.
+
+    HLS AES-128: `uri` is the key's URI, one explicit IV per segment. CENC key rotation: `uri` is the
+    ClearKey (identity) URI or "", no IVs; `systems` are the DRM systems' signalling for this key, and
+    `segment_uris` the segments the key protects."""
 
     first_segment: int
     kid: str  # hex
     uri: str
     ivs: tuple[str, ...]  # hex, one per segment of the period
+    systems: tuple[DrmSignal, ...] = ()
+    segment_uris: tuple[str, ...] = ()
+
+    @property
+    def kid_uuid(self) -> str:
+        h = self.kid
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,12 @@ class Protection:
     skip_byte_block: int = 0
     systems: tuple[DrmSignal, ...] = ()
     key_uri: str | None = None  # HLS identity (ClearKey) key URI
-    periods: tuple[KeyPeriod, ...] = field(default=())
+    periods: tuple[KeyPeriod, ...] = field(default=())  # AES-128 key periods, or CENC key rotation
+    common_pssh_b64: str | None = None  # CENC key rotation: the W3C common pssh with every KID (DASH ClearKey)
+
+    @property
+    def rotates(self) -> bool:
+        return self.scheme != "aes-128" and len(self.periods) > 1
 
     @property
     def kid_uuid(self) -> str:

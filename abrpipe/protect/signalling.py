@@ -4,6 +4,7 @@ EXT-X-KEY / EXT-X-SESSION-KEY tags, one per DRM system, for the scheme the init 
 from __future__ import annotations
 
 import base64
+import functools
 
 import m3u8
 from mpegdash.nodes import PSSH, ContentProtection
@@ -17,6 +18,7 @@ from abrpipe.protect.systems import (
     IDENTITY,
     MP4PROTECTION,
     PLAYREADY,
+    W3C_CLEARKEY,
     WIDEVINE,
 )
 
@@ -51,6 +53,12 @@ def dash_content_protections(p: Protection) -> list[ContentProtection]:
     first.value = p.scheme
     first.cenc_default_kid = p.kid_uuid
     out: list[ContentProtection] = [first]
+    # Key rotation: ClearKey's element carries the W3C common pssh that lists every KID (what the
+    # fragments' seig groups name). The DRM systems' elements keep one cenc:pssh each, the first
+    # period's (dash.js 4 fails on a ContentProtection with several); the inits hold every period's boxes.
+    later: dict[str, list[str]] = {}
+    if p.rotates and p.common_pssh_b64:
+        later[CLEARKEY] = [p.common_pssh_b64]
     for s in p.systems:
         cp = _ContentProtection()
         cp.scheme_id_uri = f"urn:uuid:{s.system_id}"
@@ -63,10 +71,13 @@ def dash_content_protections(p: Protection) -> list[ContentProtection]:
         elif s.system_id == FAIRPLAY:
             continue  # FairPlay is an HLS system: no DASH signalling
         cp.cenc_default_kid = p.kid_uuid
-        if s.pssh_b64:
-            box = PSSH()
-            box.pssh = s.pssh_b64
-            cp.pssh = [box]
+        boxes = ([s.pssh_b64] if s.pssh_b64 else []) + later.get(s.system_id, [])
+        if boxes:
+            cp.pssh = []
+            for b64_box in boxes:
+                box = PSSH()
+                box.pssh = b64_box
+                cp.pssh.append(box)
         if s.pro_b64:
             cp.pro = _Pro(s.pro_b64)
         out.append(cp)
@@ -95,6 +106,17 @@ class SessionKey(m3u8.Key):
     tag = "#EXT-X-SESSION-KEY"
 
 
+class KeyWithId(m3u8.Key):
+    """EXT-X-KEY with KEYID (the key's KID, RFC 8216bis): with key rotation, each period's lines name their key."""
+
+    def __init__(self, *args, keyid: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.keyid = keyid
+
+    def __str__(self) -> str:
+        return super().__str__() + f",KEYID=0x{self.keyid}"
+
+
 def _method(scheme: str) -> str:
     # cbcs: SAMPLE-AES (Apple's name for cbcs in fMP4); cenc: SAMPLE-AES-CTR.
     return "SAMPLE-AES" if scheme == "cbcs" else "SAMPLE-AES-CTR"
@@ -108,9 +130,10 @@ def _data_uri(s: DrmSignal, system_id: str) -> str | None:
     return None
 
 
-def hls_key_lines(p: Protection, *, session: bool = False) -> list:
-    """EXT-X-KEY (or EXT-X-SESSION-KEY) tags of a CENC-protected rendition, one per system."""
-    cls = SessionKey if session else m3u8.Key
+def hls_key_lines(p: Protection, *, session: bool = False, keyid: str | None = None) -> list:
+    """EXT-X-KEY (or EXT-X-SESSION-KEY) tags of a CENC-protected rendition, one per system (with
+    KEYID=keyid on the EXT-X-KEY lines abrpipe writes, when given)."""
+    cls: type | functools.partial = SessionKey if session else functools.partial(KeyWithId, keyid=keyid) if keyid else m3u8.Key
     method = _method(p.scheme)
     keys: list = []
     for s in p.systems:
@@ -121,6 +144,10 @@ def hls_key_lines(p: Protection, *, session: bool = False) -> list:
             keys.append("#EXT-X-SESSION-KEY:" + s.hls_media_tag.removeprefix("#EXT-X-KEY:"))
             continue
         if s.system_id == CLEARKEY:
+            if not session:
+                # EME ClearKey (hls.js): the KID; the player gets the key from its license server.
+                kid_uri = "data:text/plain;base64," + b64(bytes.fromhex(p.kid))
+                keys.append(cls(method, None, uri=kid_uri, keyformat=W3C_CLEARKEY, keyformatversions="1"))
             if p.key_uri and not session:
                 # ClearKey for Shaka Player: the key itself at URI (see docs/PROTECTION.md).
                 keys.append(cls(method, None, uri=p.key_uri, keyformat=IDENTITY, keyformatversions="1"))

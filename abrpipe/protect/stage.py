@@ -14,7 +14,7 @@ from abrpipe.layout import INIT_NAME
 from abrpipe.model import Rendition, Title
 from abrpipe.protect import SCHEMES, ProtectOptions, packager
 from abrpipe.protect.boxes import BoxError, read_init_protection
-from abrpipe.protect.cpix import CpixDocument, read_cpix
+from abrpipe.protect.cpix import CpixDocument, PeriodRange, read_cpix
 from abrpipe.protect.keys import (
     KEYS_ENV,
     ContentKey,
@@ -26,7 +26,8 @@ from abrpipe.protect.keys import (
     track_class,
     warn_if_world_readable,
 )
-from abrpipe.protect.model import DrmSignal, Protection
+from abrpipe.protect.model import DrmSignal, KeyPeriod, Protection
+from abrpipe.protect.rekey import rekey_segment
 from abrpipe.protect.systems import CLEARKEY, COMMON, PLAYREADY, common_pssh, parse_pssh
 from abrpipe.stages import StageContext
 
@@ -89,11 +90,38 @@ def read_cpix_checked(path: str) -> CpixDocument:
     return read_cpix(path)
 
 
-def _key_for(rendition: Rendition, keys: KeySet | None, cpix: CpixDocument | None, limits) -> ContentKey | None:
-    if cpix is not None:
-        return cpix.key_for(rendition.kind, rendition.width, rendition.height)
-    assert keys is not None
-    return keys.for_track(rendition.kind, rendition.height, limits)
+def _period_ranges(cpix: CpixDocument | None, plan, opts: ProtectOptions) -> list[PeriodRange] | None:
+    """The CPIX key periods on the title's timeline, or None when keys do not rotate."""
+    if cpix is None or not cpix.rotates:
+        return None
+    return cpix.period_ranges(plan.segment_s, opts.key_rotation)
+
+
+def _track_keys(kind: str, width, height, rid: str, keys: KeySet | None, cpix: CpixDocument | None,
+                ranges: list[PeriodRange] | None, opts: ProtectOptions) -> list[ContentKey] | None:
+    """The key of each key period for one track ([key] without rotation), or None: no key at all."""
+    if ranges is None:
+        if cpix is not None:
+            key = cpix.key_for(kind, width, height)
+        else:
+            assert keys is not None
+            key = keys.for_track(kind, height, opts.key_classes)
+        found: list[ContentKey | None] = [key]
+    else:
+        assert cpix is not None
+        found = [cpix.key_for(kind, width, height, period=pr.id) for pr in ranges]
+    if all(k is None for k in found):
+        if not opts.allow_clear:
+            raise KeyError_(
+                f"{opts.cpix or 'the keys given'}: no key for rendition {rid} ({track_class(kind, height, opts.key_classes)} track)",
+                hint="add a key for that track class, or --allow-clear to leave it unencrypted",
+            )
+        return None
+    for pr, k in zip(ranges or [], found):
+        if k is None:
+            raise KeyError_(f"{opts.cpix}: no key for rendition {rid} in key period {pr.id!r}",
+                            hint="every key period needs a ContentKeyUsageRule for every track")
+    return [k for k in found if k is not None]
 
 
 def encrypt_title(ctx: StageContext, opts: ProtectOptions) -> Title:
@@ -103,40 +131,74 @@ def encrypt_title(ctx: StageContext, opts: ProtectOptions) -> Title:
     keys = None if cpix else load_keys(opts)
     if cpix and opts.pssh_file:
         raise InputError("--pssh goes with raw keys; a CPIX document carries its own DRM system data")
-    groups: dict[bytes, tuple[ContentKey, list[Rendition]]] = {}
-    clear: list[Rendition] = []
+    ranges = _period_ranges(cpix, ctx.plan, opts)
+    # Renditions with the same key in every period share one packager run.
+    groups: dict[tuple[bytes, ...], tuple[list[ContentKey], list[Rendition]]] = {}
     for r in ctx.title.renditions:
-        key = _key_for(r, keys, cpix, opts.key_classes)
-        if key is None:
-            if not opts.allow_clear:
-                source = opts.cpix or "the keys given"
-                raise KeyError_(
-                    f"{source}: no key for rendition {r.id} ({track_class(r.kind, r.height, opts.key_classes)} track)",
-                    hint="add a key for that track class, or --allow-clear to leave it unencrypted",
-                )
-            clear.append(r)
-            continue
-        groups.setdefault(key.kid, (key, []))[1].append(r)
+        period_keys = _track_keys(r.kind, r.width, r.height, r.id, keys, cpix, ranges, opts)
+        if period_keys is not None:
+            groups.setdefault(tuple(k.kid for k in period_keys), (period_keys, []))[1].append(r)
 
     tmp = os.path.join(ctx.work_dir, WORK_DIR)
     os.makedirs(tmp, exist_ok=True)
     try:
-        for n, (key, renditions) in enumerate(groups.values()):
-            _encrypt_group(ctx, opts, key, renditions, keys, cpix, tmp, n)
+        for n, (period_keys, renditions) in enumerate(groups.values()):
+            _encrypt_group(ctx, opts, period_keys, renditions, keys, cpix, tmp, n)
+            if len({k.kid for k in period_keys}) > 1:
+                assert ranges is not None
+                for r in renditions:
+                    _rotate(ctx.work_dir, r, period_keys, ranges)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if opts.embed_keys:
-        write_key_files(ctx.work_dir, [k for k, _ in groups.values()])
+        unique = {k.kid: k for ks, _ in groups.values() for k in ks}
+        write_key_files(ctx.work_dir, list(unique.values()))
 
-    protected = {r.id: r for _, rs in groups.values() for r in rs}
-    by_kid = {r.id: kid for kid, (_, rs) in groups.items() for r in rs}
+    by_id = {r.id: ks for ks, rs in groups.values() for r in rs}
 
     def reread(r: Rendition) -> Rendition:
-        if r.id not in protected:
+        if r.id not in by_id:
             return r
-        return _reread(ctx.work_dir, r, opts, cpix, by_kid[r.id])
+        return _reread(ctx.work_dir, r, opts, cpix, by_id[r.id], ranges)
 
     return replace(ctx.title, video=tuple(reread(r) for r in ctx.title.video), audio=tuple(reread(r) for r in ctx.title.audio))
+
+
+# A segment that starts this little before a key period's start belongs to that period (audio frames
+# do not fall exactly on the segment grid).
+PERIOD_SLACK_S = 0.05
+
+
+def segment_periods(rendition: Rendition, ranges: list[PeriodRange]) -> list[int]:
+    """The key period of each segment: the one its start time falls in."""
+    out = []
+    for seg in rendition.segments:
+        t = (seg.start - rendition.segments[0].start) / rendition.timescale + PERIOD_SLACK_S
+        out.append(max(n for n, pr in enumerate(ranges) if n == 0 or pr.start_s <= t))
+    return out
+
+
+def _rotate(work_dir: str, r: Rendition, period_keys: list[ContentKey], ranges: list[PeriodRange]) -> None:
+    """Give the segments of each later key period their period's key (abrpipe.protect.rekey)."""
+    fresh = package.read_rendition(work_dir, r.id, r.kind)
+    rdir = os.path.join(work_dir, r.id)
+    with open(os.path.join(rdir, INIT_NAME), "rb") as fh:
+        info = read_init_protection(fh.read())
+    if info is None:
+        raise OutputError(f"{os.path.join(rdir, INIT_NAME)}: the packager wrote no protection")
+    for seg, period in zip(fresh.segments, segment_periods(fresh, ranges)):
+        key = period_keys[period]
+        if key.kid == period_keys[0].kid:
+            continue
+        path = os.path.join(rdir, seg.uri)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        try:
+            data = rekey_segment(data, info, period_keys[0], key)
+        except BoxError as exc:
+            raise OutputError(f"{path}: cannot rotate the key of this segment ({exc})") from None
+        with open(path, "wb") as fh:
+            fh.write(data)
 
 
 def _join(work_dir: str, r: Rendition, dest: str) -> None:
@@ -146,7 +208,9 @@ def _join(work_dir: str, r: Rendition, dest: str) -> None:
                 shutil.copyfileobj(fh, out)
 
 
-def _encrypt_group(ctx, opts, key: ContentKey, renditions: list[Rendition], keys, cpix, tmp: str, n: int) -> None:
+def _encrypt_group(ctx, opts, period_keys: list[ContentKey], renditions: list[Rendition], keys, cpix, tmp: str, n: int) -> None:
+    key = period_keys[0]
+    kids = list(dict.fromkeys(k.kid for k in period_keys))
     streams = []
     for r in renditions:
         joined = os.path.join(tmp, f"{r.id}.mp4")
@@ -155,7 +219,9 @@ def _encrypt_group(ctx, opts, key: ContentKey, renditions: list[Rendition], keys
         os.makedirs(out, exist_ok=True)
         streams.append(packager.PackagerStream(joined, r.kind, os.path.join(out, INIT_NAME), os.path.join(out, "seg_$Number%05d$.m4s")))
     if cpix is not None:
-        pssh = [common_pssh([key.kid])] + cpix.pssh_boxes(key.kid)
+        # With key rotation the inits carry the pssh boxes of every period's key (the common one
+        # lists every KID), so that a player asks for all of them before the first key change.
+        pssh = [common_pssh(kids)] + [b for kid in kids for b in cpix.pssh_boxes(kid)]
     else:
         pssh = [common_pssh([key.kid])] + [b for b in keys.pssh if _pssh_for(b, key.kid)]
     plan = ctx.plan
@@ -203,9 +269,11 @@ def key_uri(opts: ProtectOptions, kid_hex: str, period: int = 0) -> str | None:
     return template.format(kid=h, kid_uuid=f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", period=period)
 
 
-def _reread(work_dir: str, r: Rendition, opts: ProtectOptions, cpix: CpixDocument | None, kid: bytes) -> Rendition:
+def _reread(work_dir: str, r: Rendition, opts: ProtectOptions, cpix: CpixDocument | None, period_keys: list[ContentKey],
+            ranges: list[PeriodRange] | None) -> Rendition:
     fresh = package.read_rendition(work_dir, r.id, r.kind)
     init_path = os.path.join(work_dir, r.id, INIT_NAME)
+    kid = period_keys[0].kid
     try:
         with open(init_path, "rb") as fh:
             info = read_init_protection(fh.read())
@@ -213,10 +281,42 @@ def _reread(work_dir: str, r: Rendition, opts: ProtectOptions, cpix: CpixDocumen
         raise OutputError(f"{init_path}: the encrypted init segment cannot be read ({exc})") from None
     if info is None or info.kid != kid:
         raise OutputError(f"{init_path}: the packager wrote no protection for key {kid.hex()}")
+    rotating = len({k.kid for k in period_keys}) > 1
+    periods: list[KeyPeriod] = []
+    common_b64 = None
+    if rotating:
+        assert ranges is not None
+        common_b64 = next((p.b64 for p in info.pssh if p.system_id == COMMON), None)
+        for n, period in enumerate(segment_periods(fresh, ranges)):
+            k = period_keys[period]
+            if periods and periods[-1].kid == k.kid_hex:
+                last = periods[-1]
+                periods[-1] = replace(last, segment_uris=last.segment_uris + (fresh.segments[n].uri,))
+                continue
+            periods.append(KeyPeriod(n, k.kid_hex, key_uri(opts, k.kid_hex) or "", (),
+                                     tuple(_systems(info, k.kid, cpix, rotating)), (fresh.segments[n].uri,)))
+    protection = Protection(
+        scheme=info.scheme,
+        kid=info.kid_hex,
+        iv_size=info.per_sample_iv_size,
+        crypt_byte_block=info.crypt_byte_block,
+        skip_byte_block=info.skip_byte_block,
+        systems=(DrmSignal(CLEARKEY), *_systems(info, kid, cpix, rotating)),
+        key_uri=key_uri(opts, info.kid_hex),
+        periods=tuple(periods),
+        common_pssh_b64=common_b64,
+    )
+    return replace(r, segments=fresh.segments, protection=protection)
+
+
+def _systems(info, kid: bytes, cpix: CpixDocument | None, rotating: bool) -> list[DrmSignal]:
+    """The DRM systems' signalling for one key: its pssh boxes in the init, plus what the CPIX
+    document says about it (HLS lines, FairPlay, which has no pssh)."""
     systems: list[DrmSignal] = []
+    own = {box for (k, _), box in cpix.pssh.items() if k == kid} if cpix is not None else set()
     for p in info.pssh:
-        if p.system_id == COMMON:
-            continue
+        if p.system_id == COMMON or (rotating and p.box not in own):
+            continue  # with rotation the init holds every period's boxes: keep this key's
         extra = cpix.signal(kid, p.system_id) if cpix else None
         systems.append(
             DrmSignal(
@@ -232,17 +332,7 @@ def _reread(work_dir: str, r: Rendition, opts: ProtectOptions, cpix: CpixDocumen
     if cpix is not None:  # systems signalled without a pssh in the init (FairPlay)
         present = {s.system_id for s in systems}
         systems += [s for s in cpix.signals(kid) if s.system_id not in present]
-    systems.insert(0, DrmSignal(CLEARKEY))
-    protection = Protection(
-        scheme=info.scheme,
-        kid=info.kid_hex,
-        iv_size=info.per_sample_iv_size,
-        crypt_byte_block=info.crypt_byte_block,
-        skip_byte_block=info.skip_byte_block,
-        systems=tuple(systems),
-        key_uri=key_uri(opts, info.kid_hex),
-    )
-    return replace(r, segments=fresh.segments, protection=protection)
+    return systems
 
 
 def _b64(data: bytes) -> str:
@@ -251,27 +341,19 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def planned_groups(plan, opts: ProtectOptions) -> dict[bytes, tuple[ContentKey, list[tuple[str, str]]]]:
-    """Before the encode: which planned renditions each key will protect. A rendition no key covers
-    fails now (unless --allow-clear), with the message the stage would give after the encode."""
+def planned_groups(plan, opts: ProtectOptions) -> dict[tuple[bytes, ...], tuple[ContentKey, list[tuple[str, str]]]]:
+    """Before the encode: which planned renditions each (first) key will protect. A rendition no key
+    covers, in any key period, fails now (unless --allow-clear), with the message the stage would give
+    after the encode."""
     cpix = read_cpix(opts.cpix) if opts.cpix else None
     keys = None if cpix else load_keys(opts)
-    groups: dict[bytes, tuple[ContentKey, list[tuple[str, str]]]] = {}
+    ranges = _period_ranges(cpix, plan, opts)
+    groups: dict[tuple[bytes, ...], tuple[ContentKey, list[tuple[str, str]]]] = {}
     items = [(r.id, "video", r.width, r.height) for r in plan.video] + [(a.id, "audio", None, None) for a in plan.audio]
     for rid, kind, width, height in items:
-        if cpix is not None:
-            key = cpix.key_for(kind, width, height)
-        else:
-            assert keys is not None
-            key = keys.for_track(kind, height, opts.key_classes)
-        if key is None:
-            if not opts.allow_clear:
-                raise KeyError_(
-                    f"{opts.cpix or 'the keys given'}: no key for rendition {rid} ({track_class(kind, height, opts.key_classes)} track)",
-                    hint="add a key for that track class, or --allow-clear to leave it unencrypted",
-                )
-            continue
-        groups.setdefault(key.kid, (key, []))[1].append((rid, kind))
+        period_keys = _track_keys(kind, width, height, rid, keys, cpix, ranges, opts)
+        if period_keys is not None:
+            groups.setdefault(tuple(k.kid for k in period_keys), (period_keys[0], []))[1].append((rid, kind))
     return groups
 
 
@@ -293,4 +375,7 @@ def dry_run_lines(plan, opts: ProtectOptions, work_dir: str) -> list[str]:
         run = packager.build_run(streams, key, scheme=opts.scheme or "cenc", pssh=[], segment_s=plan.segment_s,
                                  fragment_s=fragment_s, flagfile="KEYS.flags")
         lines.append(f"# {shlex.join(run.argv)}")
+    if opts.cpix and read_cpix(opts.cpix).rotates:
+        lines.append("# then: the segments of each later key period re-encrypted with that period's key in abrpipe, "
+                     "named by a seig sample group in each fragment; keys are not shown")
     return lines

@@ -26,6 +26,7 @@ HLS_KEYFORMAT = {
 # ClearKey in HLS: Shaka Player reads KEYFORMAT="identity" (the key itself at URI); hls.js reads
 # "org.w3.clearkey" with a license server. abrpipe writes "identity" (see docs/PROTECTION.md).
 IDENTITY = "identity"
+W3C_CLEARKEY = "org.w3.clearkey"  # hls.js: EME ClearKey, keys from a license server the player is configured with
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ Whole-segment HLS AES-128 output is not CENC: its segments are opaque here (SEG-
 from __future__ import annotations
 
 import os
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ class _Track:
     init: str
     segments: list[str]
     declared: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # (manifest, scheme, kid hex)
+    # The KIDs each manifest declares: DASH for the whole track (cenc:default_KID + the KIDs of its
+    # cenc:pssh boxes), HLS per segment path (the KEYIDs of the EXT-X-KEY lines before it; none: the tenc's).
+    kids: list[tuple[str, set[str] | None, dict[str, set[str]]]] = field(default_factory=list)
 
 
 def check_protection(root: str, playlists: list[str], mpds: list[str], report: Report, *, allow_clear: bool = False) -> None:
@@ -67,7 +71,7 @@ def check_protection(root: str, playlists: list[str], mpds: list[str], report: R
             continue
         _check_tenc(info, rel, t.name, report)
         for n, seg in enumerate(t.segments, 1):
-            _check_segment(info, seg, root, t.name, n, report)
+            _check_segment(info, seg, root, t.name, n, report, t.kids)
     protected = [i for i, s in states.items() if s is not None]
     clear = [i for i, s in states.items() if s is None]
     if protected and clear and not allow_clear:
@@ -107,7 +111,8 @@ def _check_tenc(info: InitProtection, rel: str, name: str, report: Report) -> No
         report.add("PROT-IV-PATTERN", f"{rel}: {problem}", file=rel, rendition=name)
 
 
-def _check_segment(info: InitProtection, path: str, root: str, name: str, n: int, report: Report) -> None:
+def _check_segment(info: InitProtection, path: str, root: str, name: str, n: int, report: Report,
+                   kids: list[tuple[str, set[str] | None, dict[str, set[str]]]]) -> None:
     rel = os.path.relpath(path, root)
     try:
         with open(path, "rb") as fh:
@@ -116,6 +121,16 @@ def _check_segment(info: InitProtection, path: str, root: str, name: str, n: int
         return  # FILE-MISSING / SEG-TRUNCATED say so
     for f in frags:
         where = f"{rel}: moof at byte {f.moof_offset}"
+        if f.unknown_group_samples:
+            report.add("PROT-FRAGMENT-KID", f"{where}: {f.unknown_group_samples} sample(s) name a seig group description "
+                       "the fragment does not hold", file=rel, rendition=name, segment=n)
+        # The tenc's KID is PROT-KID's business: this rule is about the KIDs that seig groups name.
+        rotated = {k.hex() for k in f.group_kids} - {info.kid_hex}
+        for manifest, whole, per_segment in kids:
+            allowed = whole if whole is not None else per_segment.get(path, set())
+            for kid in sorted(rotated - allowed):
+                report.add("PROT-FRAGMENT-KID", f"{where} is encrypted with KID {_u(kid)}, which {manifest} does not declare "
+                           "for it", file=rel, rendition=name, segment=n)
         if f.senc_samples is None:
             report.add("PROT-SENC", f"{where} has no senc box", file=rel, rendition=name, segment=n)
         elif f.senc_samples != f.sample_count:
@@ -135,6 +150,16 @@ def _from_mpd(path: str, tracks: dict[str, _Track]) -> None:
     base = os.path.dirname(path)
     ns = {"d": DASH_NS}
     manifest = os.path.basename(path)
+
+    def declared_kids(elements) -> set[str]:
+        kids = set()
+        for el in elements:
+            for cp in el.findall("d:ContentProtection", ns):
+                if cp.get(f"{{{CENC_NS}}}default_KID"):
+                    kids.add(cp.get(f"{{{CENC_NS}}}default_KID", "").replace("-", "").lower())
+                for box in cp.findall(f"{{{CENC_NS}}}pssh"):
+                    kids |= _pssh_kids(box.text or "")
+        return kids
 
     def declared(elements) -> tuple[str | None, str | None]:
         scheme = kid = None
@@ -160,6 +185,40 @@ def _from_mpd(path: str, tracks: dict[str, _Track]) -> None:
             segments = _template_segments(base, media, template, ns)
             t = tracks.setdefault(init, _Track(rid, init, segments))
             t.declared.append((manifest, *declared([rep, aset])))
+            t.kids.append((manifest, declared_kids([rep, aset]), {}))
+
+
+def _pssh_kids(text: str) -> set[str]:
+    """The KIDs a (version 1) pssh box in base64 lists."""
+    import base64
+    import binascii
+
+    from abrpipe.protect.systems import parse_pssh
+
+    try:
+        return {k.hex() for k in parse_pssh(base64.b64decode(text.strip(), validate=True)).kids}
+    except (ValueError, binascii.Error):
+        return set()
+
+
+def _hls_segment_kids(text: str, mdir: str) -> dict[str, set[str]]:
+    """Segment path -> the KEYIDs of the EXT-X-KEY lines that apply to it (a run of key lines after a
+    segment replaces the previous run)."""
+    out: dict[str, set[str]] = {}
+    current: set[str] = set()
+    fresh = True
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXT-X-KEY:"):
+            if not fresh:
+                current, fresh = set(), True
+            m = re.search(r"KEYID=0[xX]([0-9a-fA-F]{32})", line)
+            if m:
+                current.add(m.group(1).lower())
+        elif line and not line.startswith("#"):
+            out[os.path.normpath(os.path.join(mdir, line))] = set(current)
+            fresh = False
+    return out
 
 
 def _template_segments(base: str, media: str, template, ns) -> list[str]:
@@ -205,4 +264,8 @@ def _from_hls(path: str, tracks: dict[str, _Track]) -> None:
         scheme = next((s for s, m in HLS_METHOD.items() if m in methods), None)
         segments = [os.path.normpath(os.path.join(mdir, s.uri)) for s in pl.segments]
         t = tracks.setdefault(init, _Track(os.path.basename(mdir), init, segments))
-        t.declared.append((os.path.relpath(media_path, os.path.dirname(path)), scheme, None))
+        manifest = os.path.relpath(media_path, os.path.dirname(path))
+        t.declared.append((manifest, scheme, None))
+        if scheme is not None:
+            with open(media_path, encoding="utf-8", errors="replace") as fh:
+                t.kids.append((manifest, None, _hls_segment_kids(fh.read(), mdir)))

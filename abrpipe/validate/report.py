@@ -103,6 +103,7 @@ _RULES = [
     Rule("PROT-SENC", "error", "a fragment of a protected rendition lacks senc (or saiz/saio), or counts differ from trun"),
     Rule("PROT-SCHEME", "error", "the scheme a manifest declares differs from the init's schm"),
     Rule("PROT-KID", "error", "the KID a manifest declares (cenc:default_KID) differs from the init's tenc"),
+    Rule("PROT-FRAGMENT-KID", "error", "a fragment's KID (its seig sample group, else the tenc's) is not one the manifests declare for it"),
     Rule("PROT-SIGNALLING", "error", "encrypted media without protection signalling in a manifest, or the reverse"),
     Rule("PROT-HALF", "error", "a rendition is in the clear next to encrypted ones (unless allowed)"),
     # Alignment and cross-stream checks

@@ -105,6 +105,7 @@ class _Handler(SimpleHTTPRequestHandler):
     """/media/... -> media root, /player/... -> tests/browser. Range aware."""
 
     media_root: Path = Path(".")
+    license_keys: dict[str, str] | None = None  # {kid hex: key hex} for POST /clearkey
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
     protocol_version = "HTTP/1.1"
 
@@ -125,6 +126,30 @@ class _Handler(SimpleHTTPRequestHandler):
                 parts = [p for p in rel.split("/") if p and p not in (".", "..")]
                 return str(root.joinpath(*parts))
         return "/nonexistent-abrpipe-path"
+
+    def do_POST(self) -> None:
+        """POST /clearkey: a W3C ClearKey license server (EME 9.1.4) for the keys given to serve()."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        keys = self.license_keys
+        if self.path.split("?", 1)[0] != "/clearkey" or keys is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return
+        from abrpipe.serve import ClearKeys
+
+        try:
+            answer = ClearKeys({bytes.fromhex(k): bytes.fromhex(v) for k, v in keys.items()}).license(json.loads(body))
+        except ValueError:
+            answer = None
+        if answer is None:
+            self.send_error(HTTPStatus.BAD_REQUEST, "not a ClearKey license request")
+            return
+        data = json.dumps(answer).encode()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def list_directory(self, path):  # no listings
         self.send_error(HTTPStatus.NOT_FOUND, "File not found")
@@ -190,14 +215,14 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve(root_dir: str | os.PathLike) -> Iterator[str]:
+def serve(root_dir: str | os.PathLike, license_keys: dict[str, str] | None = None) -> Iterator[str]:
     """Serve root_dir under /media/ and the player under /player/.
 
     Yields the base URL, e.g. ``http://127.0.0.1:41234``; the page is
     ``{base}/player/player.html`` and a manifest ``{base}/media/master.m3u8``.
     """
     root = Path(root_dir).resolve()
-    handler = type("Handler", (_Handler,), {"media_root": root})
+    handler = type("Handler", (_Handler,), {"media_root": root, "license_keys": license_keys})
     server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="abrpipe-media-server", daemon=True)
     thread.start()
@@ -255,6 +280,7 @@ def play(
     advance: float = 1.0,
     extra_args: list[str] | None = None,
     clearkeys: dict[str, str] | None = None,
+    license_keys: dict[str, str] | None = None,
 ) -> dict:
     """Play OUT_DIR/manifest_name with player (hlsjs|dashjs|shaka).
 
@@ -264,7 +290,9 @@ def play(
     the harness had to kill after the driver: should be 0).  ``seconds`` bounds the whole run: the
     driver stops itself at that point, and is killed (with its Chromium) a
     few seconds later if it has not.  ``clearkeys`` ({kid hex: key hex}) are
-    handed to the player's EME ClearKey configuration (Shaka, dash.js).
+    handed to the player's EME ClearKey configuration (Shaka, dash.js). ``license_keys`` ({kid hex:
+    key hex}) are served by a W3C ClearKey license server at ``/clearkey``, which the page hands to
+    hls.js (KEYFORMAT="org.w3.clearkey").
     """
     if player not in PLAYERS:
         raise ValueError(f"player must be one of {PLAYERS}, not {player!r}")
@@ -272,7 +300,7 @@ def play(
     profile = tempfile.mkdtemp(prefix="abrpipe-chromium-")
     t0 = time.monotonic()
     try:
-        with serve(out_dir) as base:
+        with serve(out_dir, license_keys) as base:
             cmd = [
                 "node",
                 str(PLAY_MJS),
@@ -292,6 +320,7 @@ def play(
                 profile,
                 *(extra_args or []),
                 *(["--clearkey", ",".join(f"{k}:{v}" for k, v in clearkeys.items())] if clearkeys else []),
+                *(["--clearkey-license", f"{base}/clearkey"] if license_keys else []),
             ]
             proc = subprocess.Popen(
                 cmd,

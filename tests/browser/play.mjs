@@ -30,6 +30,7 @@
 //                        from 0 to the end twice and collect the cues the player puts on the <video>
 //                        element: result.text_tracks, result.cues)
 //          --clearkey KID:KEY[,KID:KEY]  (hex) EME ClearKey keys handed to the player
+//          --clearkey-license URL  a W3C ClearKey license server (hls.js: KEYFORMAT="org.w3.clearkey")
 //          --seek-through T1,T2,...  after the start phase, for each time T: seek to T - 0.5 s
 //                                    and play (no stall, no jump) until T + 1 s
 
@@ -90,6 +91,7 @@ function parseArgs(argv) {
       case '--thumbnails-track': o.thumbnailsTrack = next(); break;
       case '--text': o.text = next(); break;
       case '--clearkey': o.clearkey = next(); break;
+      case '--clearkey-license': o.clearkeyLicense = next(); break;
       case '--seek-through': o.seekThrough = next().split(',').map((v) => num(v, a)); break;
       case '-h': case '--help': usage('help');
       default: usage(`unknown argument ${a}`);
@@ -401,7 +403,8 @@ async function main() {
 
   const sep = opt.page.includes('?') ? '&' : '?';
   const keys = opt.clearkey ? `&clearkey=${encodeURIComponent(opt.clearkey)}` : '';
-  await page.goto(`${opt.page}${sep}player=${encodeURIComponent(opt.player)}${keys}`, { waitUntil: 'load', timeout: 15000 });
+  const license = opt.clearkeyLicense ? `&clearkey-license=${encodeURIComponent(opt.clearkeyLicense)}` : '';
+  await page.goto(`${opt.page}${sep}player=${encodeURIComponent(opt.player)}${keys}${license}`, { waitUntil: 'load', timeout: 15000 });
   result.player_version = await withTimeout(page.evaluate(() => window.abrTestReady.then((t) => t.version)), 15000, 'player script load');
 
   // load

@@ -39,6 +39,8 @@
     clearKeys[kv[0].toLowerCase()] = kv[1].toLowerCase();
   });
   var hasClearKeys = Object.keys(clearKeys).length > 0;
+  // ?clearkey-license=URL : a W3C ClearKey license server (hls.js, KEYFORMAT="org.w3.clearkey").
+  var clearKeyLicense = params.get('clearkey-license');
   function hexToB64url(hex) {
     var bin = '';
     for (var i = 0; i < hex.length; i += 2) bin += String.fromCharCode(parseInt(hex.substr(i, 2), 16));
@@ -122,6 +124,8 @@
       playlistLoadingPolicy: policy,
       manifestLoadingPolicy: policy,
       appendErrorMaxRetry: 1,
+      emeEnabled: !!clearKeyLicense,
+      drmSystems: clearKeyLicense ? { 'org.w3.clearkey': { licenseUrl: clearKeyLicense } } : {},
     });
     var active = -1;
     window.__hls = hls;

@@ -7,6 +7,8 @@ HLS cenc and cbcs in Shaka, which fetches the key from the KEYFORMAT="identity" 
 
 from __future__ import annotations
 
+import base64
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +17,17 @@ import pytest
 from harness import play, require_browser, summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from protect_media import KEY, KID, WRONG_KEY, encode, tiny_clip  # noqa: E402
+from protect_media import (  # noqa: E402
+    KEY,
+    KID,
+    ROTATION_KEYS,
+    VIDEO2_KID,
+    WRONG_KEY,
+    encode,
+    rotation_cpix,
+    tiny_clip,
+    widevine_pssh,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +47,12 @@ def protected(kind: str, clip: Path, root: Path) -> Path:
         out = root / f"{kind}-abr"
         if kind == "aes128":
             encode(clip, out, "--hls-aes128", "--key-rotation", "2", "--embed-keys")
+        elif kind == "cbcs-license":  # no identity URI: HLS players get the key from a ClearKey license server
+            pssh = root / "widevine.pssh"
+            pssh.write_text(base64.b64encode(widevine_pssh(KID)).decode() + "\n")
+            encode(clip, out, "--encrypt", "cbcs", "--key", f"{KID}:{KEY}", "--pssh", str(pssh))
+        elif kind == "rotated":  # CENC key rotation: cbcs, a new video and audio key from 2 s on (CPIX)
+            encode(clip, out, "--encrypt", "cbcs", "--cpix", str(rotation_cpix(root / "rotation.cpix.xml")))
         else:
             encode(clip, out, "--encrypt", kind, "--key", f"{KID}:{KEY}", "--embed-keys")
         _outputs[kind] = out
@@ -93,3 +111,59 @@ def test_wrong_key_fails_playback(player, manifest, clip, root, tmp_path):
     assert [p["name"] for p in result["phases"]][:1] == ["load"] and result["phases"][0]["ok"], summary(result)
     assert any("PIPELINE_ERROR_DECODE" in str(e) for e in result["errors"]), summary(result)
     assert not result["http_errors"], summary(result)
+
+
+ROTATED = [("shaka", "manifest.mpd"), ("dashjs", "manifest.mpd"), ("shaka", "master.m3u8")]
+
+
+@pytest.mark.parametrize(("player", "manifest"), ROTATED, ids=[f"{p}-{m.split('.')[1]}" for p, m in ROTATED])
+def test_cenc_key_rotation_plays_across_the_key_change(player, manifest, clip, root):
+    """Every period's key in the player's ClearKey configuration: each forced rendition plays 2.5 s,
+    across the key change at 2 s (the later fragments name their key in a seig sample group)."""
+    require_browser()
+    out = protected("rotated", clip, root)
+    result = play(out, player, manifest, seconds=60, clearkeys=ROTATION_KEYS, advance=2.5)
+    assert result["killed_leftovers"] == 0
+    assert result["ok"], summary(result)
+    levels = [p for p in result["phases"] if p["name"] in ("lowest", "highest")]
+    assert len(levels) == 2 and all(p["played_s"] >= 2.5 for p in levels), summary(result)
+
+
+@pytest.mark.parametrize("manifest", ["manifest.mpd", "master.m3u8"])
+def test_cenc_key_rotation_with_a_wrong_second_key_fails_at_the_change(manifest, clip, root):
+    """The first period's keys are right, the second period's video key is wrong: playback starts,
+    then fails with a decode error once it reaches the key change."""
+    require_browser()
+    out = protected("rotated", clip, root)
+    keys = {**ROTATION_KEYS, VIDEO2_KID: WRONG_KEY}
+    result = play(out, "shaka", manifest, seconds=40, clearkeys=keys, advance=2.5)
+    assert result["killed_leftovers"] == 0
+    assert not result["ok"], "a wrong key for the second period must fail playback: " + summary(result)
+    phases = {p["name"]: p for p in result["phases"]}
+    assert phases["load"]["ok"] and phases["start"]["ok"], summary(result)  # the first period played
+    decode = [e for e in result["errors"] if "PIPELINE_ERROR_DECODE" in str(e)]
+    assert decode, summary(result)
+    # The first packet the decoder cannot take is after the key change (Chromium's timestamp, in µs).
+    stamps = [int(t) for e in decode for t in re.findall(r"timestamp=(\d+)", str(e))]
+    assert stamps and min(stamps) >= 2_000_000, summary(result)
+    assert not result["http_errors"], summary(result)
+
+
+@pytest.mark.parametrize("key", [KEY, WRONG_KEY], ids=["right-key", "wrong-key"])
+def test_hls_cbcs_plays_in_hlsjs_from_a_clearkey_license_server(key, clip, root):
+    """hls.js reads KEYFORMAT="org.w3.clearkey" (the line's URI holds the KID) and asks the license
+    server it is configured with (here the harness's W3C ClearKey endpoint) for the key. With the
+    right key it plays both renditions; with a wrong one it fails with a decode error."""
+    require_browser()
+    out = protected("cbcs-license", clip, root)
+    lines = (out / "180p-300k" / "playlist.m3u8").read_text().splitlines()
+    assert not any('KEYFORMAT="identity"' in line for line in lines)  # nothing but the license server gives the key
+    result = play(out, "hlsjs", "master.m3u8", seconds=40, license_keys={KID: key})
+    assert result["killed_leftovers"] == 0
+    if key == KEY:
+        assert result["ok"], summary(result)
+        assert len({lvl["height"] for lvl in result["levels"]}) >= 2
+    else:
+        assert not result["ok"], "playback with a wrong key must fail: " + summary(result)
+        assert any("PIPELINE_ERROR_DECODE" in str(e) for e in result["errors"]), summary(result)
+        assert not result["http_errors"], summary(result)
