@@ -302,6 +302,7 @@ def test_batch_cli_reports_and_junit(work):
         assert {"probe_plan", "encode", "package", "validate", "publish"} <= set(e["timings_s"])
         assert [r["id"] for r in e["renditions"] if r["kind"] == "video"]
         assert e["validation"]["ok"] is True
+        assert Path(e["validation"]["path"]).resolve() == (work / "out" / name).resolve()  # OUT, not OUT.partial
         assert len(e["attempts"]) == 1 and e["attempts"][0]["status"] == "succeeded"
         assert not validate(work / "out" / name).errors
     bad = entries["bad"]
