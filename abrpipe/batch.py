@@ -591,6 +591,7 @@ def run_batch(
             finish(js, "interrupted")
         running.clear()
     finally:
+        gc.unfreeze()
         for js in list(queue) + waiting:
             finish(js, "cancelled")
         queue.clear()
@@ -600,7 +601,6 @@ def run_batch(
         else:
             with contextlib.suppress(KeyboardInterrupt):
                 executor.shutdown(wait=False)
-        gc.unfreeze()
     obs.tick(states, time.monotonic() - t0)
     return BatchResult(states, started_unix, time.time(), executor.description, concurrency, interrupted_code, spool)
 
