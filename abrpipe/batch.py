@@ -547,8 +547,8 @@ def run_batch(
     # The garbage each attempt leaves in reference cycles (the DOM trees of the MPDs it read back,
     # ffmpeg-python's filter graphs, indented JSON encoders: ~750 objects per job) is collected as the
     # attempt ends. Left to CPython's thresholds it waits for a full collection, which comes only when a
-    # quarter of the long-lived heap is pending: a long batch's memory then rose in a saw-tooth by
-    # ~20,000 objects (~1.5 MiB) between collections. What exists now (modules, the jobs) lives for the
+    # quarter of the long-lived heap is pending: in a long batch, about every 480 jobs, the Python heap
+    # swinging by 24,000 blocks (docs/BENCHMARKS.md). What exists now (modules, the jobs) lives for the
     # whole batch and is frozen out of the collections, so each one walks only what the jobs made.
     gc.collect()
     gc.freeze()
