@@ -210,7 +210,7 @@ def run_job(
                     f"{job.output}: no space left on device while encoding", hint="free some space, or choose another -o"
                 ) from None
             raise
-        result.record = _record(job, result)
+        result.record = _record(job, result, published_as=target.display)
         with open(os.path.join(work, RECORD_NAME), "w", encoding="utf-8") as fh:
             json.dump(result.record, fh, indent=2, default=str)
         if before_publish:  # sees the record in the work area (the HTML report reads it)
@@ -283,8 +283,13 @@ def _validate(work: str, job: Job):
     return report
 
 
-def _record(job: Job, result: JobResult) -> dict[str, Any]:
+def _record(job: Job, result: JobResult, *, published_as: str) -> dict[str, Any]:
+    """The job record (OUT/abrpipe.json). It is written in the work area but describes OUT, where it is
+    published: the validation's `path` names OUT (`published_as`), not the work area it checked."""
     assert result.title is not None and result.plan is not None and result.source is not None
+    validation = result.validation.summary() if result.validation else None
+    if validation is not None:
+        validation["path"] = published_as
     return {
         "abrpipe_version": __version__,
         "input": job.input if storage.is_url(job.input) else result.source.path,
@@ -303,7 +308,7 @@ def _record(job: Job, result: JobResult) -> dict[str, Any]:
             for t in result.title.text
         ],
         "closed_captions": sorted({v.closed_captions for v in result.title.video if v.closed_captions}),
-        "validation": getattr(result.validation, "summary", lambda: None)() if result.validation else None,
+        "validation": validation,
         "timings_s": dict(result.timings_s),  # probe_plan, encode, each optional stage, package, validate
         **delivery_summary(result.title),
     }

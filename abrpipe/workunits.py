@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -203,12 +204,15 @@ def cancel_flag(units_root: str, token: str) -> str:
 
 
 def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}"
+    """The dask worker running this unit, or this host and process. A dask worker has imported
+    distributed already: a local unit must not import it (with numpy, tornado...) only to ask."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        try:
+            return str(distributed.get_worker().address)
+        except (AttributeError, ValueError):  # not on a worker
+            pass
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_unit(task: UnitTask, on_frames: Callable[[int], None] | None = None) -> UnitOutcome:

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -302,6 +303,7 @@ def test_batch_cli_reports_and_junit(work):
         assert {"probe_plan", "encode", "package", "validate", "publish"} <= set(e["timings_s"])
         assert [r["id"] for r in e["renditions"] if r["kind"] == "video"]
         assert e["validation"]["ok"] is True
+        assert Path(e["validation"]["path"]).resolve() == (work / "out" / name).resolve()  # OUT, not OUT.partial
         assert len(e["attempts"]) == 1 and e["attempts"][0]["status"] == "succeeded"
         assert not validate(work / "out" / name).errors
     bad = entries["bad"]
@@ -577,6 +579,64 @@ def test_a_long_batch_holds_no_outcomes_and_streams_its_reports(tmp_path):
     assert rows.count(" succeeded ") == sum(e["status"] == "succeeded" for e in entries[:50])
     assert rows.count(" 4 ") == sum(e["status"] != "failed" for e in entries[:50])  # renditions
     assert "ffmpeg exited with code 1 (t0003) (see the log)" in rows
+
+
+def test_a_local_batch_imports_no_cluster_library(work):
+    """Without --scheduler every work unit runs here: the batch must not import dask.distributed
+    (with it numpy, tornado, psutil...: 35 MiB of resident memory, and a second of CPU) only to
+    learn that it is not on a dask worker. CI installs dask (make test): otherwise this proves nothing."""
+    from test_dask import require_dask
+
+    require_dask()
+    code = ("import sys\nfrom abrpipe.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+            "    print(exc.code, [m for m in ('distributed', 'dask', 'numpy', 'tornado', 'psutil') if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code, "batch", "a.mp4", "-p", "tiny.toml", "-o", "out", "-q"],
+                          cwd=work, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
+    assert read_record(work / "out" / "a")["renditions"]  # the job ran
+
+
+def test_the_garbage_of_each_job_is_collected_as_the_job_ends(tmp_path):
+    """What a job leaves in reference cycles (a real one: the DOM trees of the MPDs it read back,
+    ffmpeg-python's filter graphs) is freed as it ends, not when CPython's oldest generation next
+    fills up (here, with the automatic collections off, never); gc's state is restored afterwards."""
+    import gc
+    import weakref
+
+    class Node:  # a DOM node and its child: parent <-> child
+        def __init__(self, parent=None) -> None:
+            self.parent, self.children = parent, []
+            if parent is not None:
+                parent.children.append(self)
+
+    cycles: list[weakref.ref] = []
+
+    class CyclicFuture(_FakeFuture):
+        def result(self, timeout=None) -> batch.TaskOutcome:
+            cycles.append(weakref.ref(Node(Node())))  # garbage in a cycle from here on, as a parsed manifest is
+            return super().result(timeout)
+
+    class CyclicExecutor(_FakeExecutor):
+        def submit(self, task, on_event=None):
+            return CyclicFuture(task, self.rng)
+
+    left: list[int] = []
+
+    class Watcher(batch.BatchObserver):
+        def tick(self, states, elapsed_s):
+            left.append(sum(ref() is not None for ref in cycles))
+
+    (tmp_path / "in.mp4").write_bytes(b"\0" * 100)
+    (template,) = jobsfile.jobs_from_patterns([str(tmp_path / "in.mp4")], BatchDefaults(profile="default"))
+    jobs = [jobsfile.BatchJob(f"t{n:04d}", template.job, f"jobs[{n}]") for n in range(200)]
+    gc.disable()
+    try:
+        batch.run_batch(jobs, CyclicExecutor(), concurrency=4, retries=1, retry_delay_s=0.0, observer=Watcher(), poll_s=0.0)
+        assert gc.get_freeze_count() == 0 and not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(cycles) > 200 and len(left) > 50  # every job (and its retry) made garbage
+    assert max(left) == 0, f"up to {max(left)} jobs' garbage was still held"
 
 
 def test_reports_from_the_spool_equal_the_reports_from_memory(tmp_path):

@@ -245,6 +245,8 @@ def test_job_record(encoded_tiny: Path):
     assert record["input_digest"].startswith("sha256:") and record["profile"] == "tiny"
     assert len(record["renditions"]) == 4
     assert math.isclose(record["duration_s"], 6.0, abs_tol=0.1)
+    # The validation ran in the work area (OUT.partial), but the record describes the published OUT.
+    assert record["validation"]["ok"] is True and record["validation"]["path"] == str(encoded_tiny)
 
 
 @pytest.mark.slow
