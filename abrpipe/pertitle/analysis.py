@@ -88,6 +88,7 @@ class AnalysisOptions:
     every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost)
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
+    bracket_fixed: bool = True  # measure the profile's rungs the first trials only extrapolate, when it can matter
     guard_options: guard.GuardOptions = field(default_factory=guard.GuardOptions)  # when to keep the profile's ladder
 
 
@@ -589,16 +590,19 @@ def analyse(
     window_trials: list[list[Trial]] = [[] for _ in windows]
     label = METRIC_LABELS.get(engine.metric, engine.metric)
     tmp = tempfile.mkdtemp(prefix="abrpipe-pertitle-", dir=work_dir) if work_dir else tempfile.mkdtemp(prefix="abrpipe-pertitle-")
-    try:
-        trial_source = source
-        if needs_index(source, windows):
-            emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
-            trial_source = indexed_copy(source, tmp)
+
+    def run_pass(trial_source: SourceMedia, pass_crfs: Mapping[hull.Resolution, Sequence[int]], suffix: str) -> None:
+        """Trial-encode and score ``pass_crfs`` on every window; the results join the pooled and the
+        per-window trials."""
+        nonlocal encode_cpu, metric_cpu
+        pass_cands = [c for c in cands if c.resolution in pass_crfs]
+        pass_all = sorted({crf for v in pass_crfs.values() for crf in v})
         for n, window in enumerate(windows, 1):
-            wdir = os.path.join(tmp, f"window{n:02d}")
+            wdir = os.path.join(tmp, f"window{n:02d}{suffix}")
             os.makedirs(wdir, exist_ok=True)
-            argv, trials, refs = build_trial_command(trial_source, plan, cands, crf_by_size, window, measure_size, cap)
-            emit(f"window {n}/{len(windows)} at {window.start_s:.1f} s: {len(trials)} trial encodes ({len(cands)} sizes, CRFs {crfs[0]}-{crfs[-1]})")
+            argv, trials, refs = build_trial_command(trial_source, plan, pass_cands, pass_crfs, window, measure_size, cap)
+            emit(f"window {n}/{len(windows)} at {window.start_s:.1f} s: {len(trials)} trial encodes ({len(pass_cands)} sizes, "
+                 f"CRFs {pass_all[0]}-{pass_all[-1]})")  # fmt: skip
             c0 = children_cpu_s()
             try:
                 runner.run(argv, duration_s=window.duration_s or source.duration_s, cwd=wdir)
@@ -643,45 +647,49 @@ def analyse(
                 for ref in refs.values():  # the references are large; the trials are kept
                     with contextlib.suppress(OSError):
                         os.remove(os.path.join(wdir, ref))
+
+    saturation = options.saturation if options.saturation is not None else saturation_for(engine.metric)
+    bracketed: dict[hull.Resolution, tuple[int, ...]] = {}
+    try:
+        trial_source = source
+        if needs_index(source, windows):
+            emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
+            trial_source = indexed_copy(source, tmp)
+        run_pass(trial_source, crf_by_size, "")
+        if options.bracket_fixed:
+            # The diagonal CRF search measures the small sizes only at low bitrates, so the profile's
+            # rungs there (432p at 1.1 Mbps...) lie above their size's curve, where the guard can only
+            # assume the best any size reaches: an assumption that hides real savings. One more CRF per
+            # such size, aimed just above its highest rung, measures them instead (only when it can
+            # change the decision).
+            first = _pooled_trials(scores, bytes_, seconds)
+            bracketed = bracket_crfs(first, plan.video, crf_by_size, codec, saturation=saturation)
+            if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation).per_title:
+                emit("measuring the profile's rungs that the trials only extrapolate: "
+                     + ", ".join(f"{w}x{h} CRF {'/'.join(map(str, c))}" for (w, h), c in bracketed.items()))  # fmt: skip
+                run_pass(trial_source, bracketed, "b")
+            else:
+                bracketed = {}
     finally:
         if not work_dir:
             shutil.rmtree(tmp, ignore_errors=True)
 
     for n in sorted(empty_windows):
         notes.append(f"window {n} at {windows[n - 1].start_s:g} s gave no frames (past the end of the decodable video); skipped")
-    trials_out = []
-    for key, parts in scores.items():
-        (w, h), crf = key
-        pooled = metrics.combine_scores(parts)
-        kbps = bytes_[key] * 8 / seconds[key] / 1000 if seconds[key] > 0 else 0.0
-        if kbps <= 0 or not math.isfinite(pooled.mean):
-            continue
-        trials_out.append(Trial(w, h, crf, kbps, pooled.mean, pooled.frames, seconds[key]))
-    trials_out.sort(key=lambda t: (-(t.width * t.height), t.crf))
+    trials_out = _pooled_trials(scores, bytes_, seconds)
+    if bracketed:
+        notes.append("profile rungs above their size's trials measured with one more CRF at "
+                     + ", ".join(f"{w}x{h} (CRF {'/'.join(map(str, c))})" for (w, h), c in bracketed.items()))  # fmt: skip
     points = [t.point() for t in trials_out]
     try:
         env = hull.envelope(points)
     except ValueError as exc:
         raise EncodeError(f"{source.path}: the trial encodes give no usable rate/quality curve ({exc})") from None
 
-    saturation = options.saturation if options.saturation is not None else saturation_for(engine.metric)
     min_kbps = min(r.bitrate_kbps for r in plan.video)
     max_kbps = max(r.bitrate_kbps for r in plan.video)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", hull.LadderSpacingWarning)
-        chosen = hull.choose_rungs(
-            env, min_kbps=min_kbps, max_kbps=max_kbps, rung_count=len(plan.video),
-            saturation_quality=saturation, max_ratio=options.max_ratio,
-        )  # fmt: skip
-    if len(chosen) < 2 <= len(plan.video):
-        # Quality saturates at or below the lowest rung: keep a two-rung ladder (the floor and one step
-        # above it) rather than a single rendition, so players still have a lower rung to fall back to.
-        chosen = hull.choose_rungs(
-            env, min_kbps=min_kbps, max_kbps=min(max_kbps, min_kbps * options.max_ratio), rung_count=2,
-            saturation_quality=math.inf, max_ratio=options.max_ratio,
-        )  # fmt: skip
-        notes.append(f"quality saturates at or below the lowest rung ({min_kbps} kbps): two rungs kept")
-    notes.extend(str(w.message) for w in caught if issubclass(w.category, hull.LadderSpacingWarning))
+    chosen, rung_notes = _choose(env, plan, options, saturation)
+    notes.extend(rung_notes)
     rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
     sat_kbps = env.kbps_for_quality(saturation)
     if sat_kbps is None:
@@ -700,17 +708,7 @@ def analyse(
     )  # fmt: skip
     fixed = tuple(_predict_fixed(env, r) for r in plan.video)
     predicted = _predicted_bd(fixed, rungs)
-    window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
-    decision = guard.decide(
-        pooled=env,
-        per_title=[(r.resolution, r.kbps) for r in rungs],
-        fixed=[((f.width, f.height), f.kbps) for f in fixed],
-        windows=window_envs,
-        usable_points=len(hull.pareto(points)),
-        bd=_bd_pair,
-        metric_label=label,
-        options=options.guard_options,
-    )  # fmt: skip
+    decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
     notes.extend(guard.coverage_notes(
         [(r.kbps, r.predicted_quality) for r in rungs], [(f.kbps, f.predicted_quality) for f in fixed],
         saturation=saturation, min_kbps=min_kbps, metric_label=label,
@@ -729,7 +727,7 @@ def analyse(
         measure_size=measure_size,
         every_nth=options.every_nth,
         windows=windows,
-        crfs=crfs,
+        crfs=tuple(sorted({*crfs, *(c for v in bracketed.values() for c in v)})),
         candidates=cands,
         trials=tuple(trials_out),
         crossovers=tuple(env.crossovers()),
@@ -749,6 +747,136 @@ def analyse(
         window_trials=tuple(tuple(w) for w in window_trials),
         shot_cuts=tuple(cut_times),
     )
+
+
+def _pooled_trials(
+    scores: Mapping[tuple[hull.Resolution, int], Sequence[metrics.QualityScore]],
+    bytes_: Mapping[tuple[hull.Resolution, int], int],
+    seconds: Mapping[tuple[hull.Resolution, int], float],
+) -> list[Trial]:
+    """One trial per (size, CRF): bytes and seconds summed over the windows, scores frame-weighted."""
+    out = []
+    for key, parts in scores.items():
+        (w, h), crf = key
+        pooled = metrics.combine_scores(parts)
+        kbps = bytes_[key] * 8 / seconds[key] / 1000 if seconds[key] > 0 else 0.0
+        if kbps <= 0 or not math.isfinite(pooled.mean):
+            continue
+        out.append(Trial(w, h, crf, kbps, pooled.mean, pooled.frames, seconds[key]))
+    out.sort(key=lambda t: (-(t.width * t.height), t.crf))
+    return out
+
+
+def _choose(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, saturation: float) -> tuple[list[hull.ChosenRung], list[str]]:
+    """The per-title rungs on ``env`` within the plan's bitrate range, and notes on how they were spaced."""
+    min_kbps = min(r.bitrate_kbps for r in plan.video)
+    max_kbps = max(r.bitrate_kbps for r in plan.video)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", hull.LadderSpacingWarning)
+        chosen = hull.choose_rungs(
+            env, min_kbps=min_kbps, max_kbps=max_kbps, rung_count=len(plan.video),
+            saturation_quality=saturation, max_ratio=options.max_ratio,
+        )  # fmt: skip
+    if len(chosen) < 2 <= len(plan.video):
+        # Quality saturates at or below the lowest rung: keep a two-rung ladder (the floor and one step
+        # above it) rather than a single rendition, so players still have a lower rung to fall back to.
+        chosen = hull.choose_rungs(
+            env, min_kbps=min_kbps, max_kbps=min(max_kbps, min_kbps * options.max_ratio), rung_count=2,
+            saturation_quality=math.inf, max_ratio=options.max_ratio,
+        )  # fmt: skip
+        notes.append(f"quality saturates at or below the lowest rung ({min_kbps} kbps): two rungs kept")
+    notes.extend(str(w.message) for w in caught if issubclass(w.category, hull.LadderSpacingWarning))
+    return chosen, notes
+
+
+def _decide(
+    env: hull.Envelope,
+    rungs: Sequence[hull.ChosenRung],
+    plan: LadderPlan,
+    window_trials: Sequence[Sequence[Trial]],
+    usable_points: int,
+    options: AnalysisOptions,
+    label: str,
+) -> guard.Decision:
+    window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
+    return guard.decide(
+        pooled=env,
+        per_title=[(r.resolution, r.kbps) for r in rungs],
+        fixed=[((r.width, r.height), float(r.bitrate_kbps)) for r in plan.video],
+        windows=window_envs,
+        usable_points=usable_points,
+        bd=_bd_pair,
+        metric_label=label,
+        options=options.guard_options,
+    )  # fmt: skip
+
+
+def _first_pass_decision(
+    trials: Sequence[Trial], plan: LadderPlan, window_trials: Sequence[Sequence[Trial]], options: AnalysisOptions, label: str,
+    saturation: float,
+) -> guard.Decision:
+    """What the guard decides from the first pass of trials alone."""
+    points = [t.point() for t in trials]
+    try:
+        env = hull.envelope(points)
+    except ValueError:
+        return guard.Decision(False, ("no usable rate/quality curve",))
+    chosen, _ = _choose(env, plan, options, saturation)
+    min_kbps = min(r.bitrate_kbps for r in plan.video)
+    max_kbps = max(r.bitrate_kbps for r in plan.video)
+    rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
+    return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
+
+
+def bracket_crfs(
+    trials: Sequence[Trial],
+    fixed: Sequence[PlannedRung],
+    crfs: Mapping[hull.Resolution, Sequence[int]],
+    codec: str,
+    *,
+    saturation: float,
+    headroom: float = 1.15,
+    max_step: int = 12,
+) -> dict[hull.Resolution, tuple[int, ...]]:
+    """One more CRF per size whose profile rungs lie above the size's highest trial bitrate.
+
+    Only rungs whose quality matters are bracketed: those the pooled curves put below ``saturation`` + 3
+    (above it, the per-title ladder stops anyway). The CRF is aimed at ``headroom`` times the size's
+    highest such rung, from the size's own rate/CRF slope (ln kbps linear in CRF between its two lowest
+    CRFs), at most ``max_step`` below its lowest CRF, within the encoder's CRF range. Sizes measured at
+    one CRF only, or aimed at a CRF already trialled, are left out.
+    """
+    lo, _hi = getattr(codecs.get(codec), "crf_range", (0, 63))
+    points = [t.point() for t in trials]
+    try:
+        env = hull.envelope(points)
+    except ValueError:
+        return {}
+    by_size: dict[hull.Resolution, list[Trial]] = {}
+    for t in trials:
+        by_size.setdefault(t.resolution, []).append(t)
+    out: dict[hull.Resolution, tuple[int, ...]] = {}
+    for res, mine in by_size.items():
+        pts = sorted(mine, key=lambda t: t.crf)
+        if len(pts) < 2:
+            continue
+        top_kbps = max(t.kbps for t in pts)
+        above = [r.bitrate_kbps for r in fixed if (r.width, r.height) == res and r.bitrate_kbps > top_kbps]
+        if not above:
+            continue
+        guess = guard.predict(env, [(res, float(k)) for k in above], generous=True) or []
+        if guess and min(q for _, q in guess) >= saturation + 3.0:
+            continue
+        a, b = pts[0], pts[1]
+        if b.kbps >= a.kbps or b.crf <= a.crf:
+            continue
+        slope = (math.log(a.kbps) - math.log(b.kbps)) / (b.crf - a.crf)  # ln kbps per CRF step
+        need = math.log(headroom * max(above) / a.kbps) / slope
+        crf = max(lo, a.crf - min(max_step, math.ceil(need)))
+        if crf < a.crf and crf not in crfs.get(res, ()):
+            out[res] = (crf,)
+    return out
 
 
 def _window_envelope(trials: Sequence[Trial]) -> hull.Envelope | None:

@@ -1,0 +1,108 @@
+"""Bracketing the profile's rungs: one more CRF per size whose rungs lie above its trials (no encoding).
+
+The diagonal CRF search trials small sizes only at high CRFs, so a profile rung such as 540p at
+1.5 Mbps lies above every 540p trial. The guard can then only assume the best any size reaches there,
+which hides a real saving. :func:`bracket_crfs` picks the CRF that measures such a rung instead; these
+tests check the CRF it picks and that the guard's decision then follows the measured curves, both ways.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from abrpipe.pertitle import guard, hull
+from abrpipe.plan import PlannedRung
+
+pytest.importorskip("scipy")
+pytest.importorskip("bjontegaard")
+
+from abrpipe.pertitle.analysis import Trial, _bd_pair, bracket_crfs  # noqa: E402  (needs scipy)
+
+SIZES = {720: (1280, 720), 540: (960, 540), 360: (640, 360)}
+CAP = {720: 99.0, 540: 93.0, 360: 85.0}
+KNEE = {720: 900.0, 540: 450.0, 360: 200.0}
+#: What the diagonal search trials: the big size at low CRFs, the small ones at high CRFs.
+DIAGONAL = {720: (18, 24, 30), 540: (24, 30, 36), 360: (30, 36, 42)}
+#: The profile's ladder (as in test_pertitle_guard): 540p and 360p rungs far above their trials.
+FIXED = [(720, 4000), (720, 2500), (540, 1500), (360, 800), (360, 300)]
+
+
+def trial(height: int, crf: int, scale: float = 1.0) -> Trial:
+    """A trial on the same model curves as test_pertitle_guard (x264: 2x the bits per 6 CRF steps)."""
+    w, h = SIZES[height]
+    knee = KNEE[height] * scale
+    kbps = knee * 2 ** ((30 - crf) / 6)
+    return Trial(w, h, crf, kbps, CAP[height] * (1 - math.exp(-1.3 * kbps / knee)), 10, 2.0)
+
+
+def rung(height: int, kbps: int) -> PlannedRung:
+    w, h = SIZES[height]
+    return PlannedRung(id=f"{h}p-{kbps}k", codec="h264", width=w, height=h, fps=30.0, fps_divisor=1,
+                       bitrate_kbps=kbps, maxrate_kbps=kbps, bufsize_kbps=2 * kbps, crf=None, codec_profile=None,
+                       level=None, gop_frames=60, rate_control="vbr")  # fmt: skip
+
+
+def diagonal(scale360: float = 1.0) -> list[Trial]:
+    return [trial(h, c, scale360 if h == 360 else 1.0) for h, crfs in DIAGONAL.items() for c in crfs]
+
+
+def decision(trials: list[Trial]) -> tuple[guard.Decision, list[tuple[hull.Resolution, float]]]:
+    """What the guard decides from these trials for the ladder choose_rungs picks from them."""
+    points = [t.point() for t in trials]
+    env = hull.envelope(points)
+    chosen = hull.choose_rungs(env, min_kbps=300, max_kbps=4000, rung_count=5, saturation_quality=95)
+    per_title = [(r.resolution, r.kbps) for r in chosen]
+    fixed = [(SIZES[h], float(k)) for h, k in FIXED]
+    d = guard.decide(pooled=env, per_title=per_title, fixed=fixed, windows=[env], usable_points=len(hull.pareto(points)),
+                     bd=_bd_pair, metric_label="VMAF")  # fmt: skip
+    return d, per_title
+
+
+def brackets(trials: list[Trial]) -> dict[hull.Resolution, tuple[int, ...]]:
+    return bracket_crfs(trials, [rung(h, k) for h, k in FIXED], {SIZES[h]: c for h, c in DIAGONAL.items()}, "h264",
+                        saturation=95.0)  # fmt: skip
+
+
+def test_one_crf_per_size_whose_rungs_lie_above_its_trials():
+    got = brackets(diagonal())
+    # 720p's trials reach 3.6 Mbps (its 4 and 2.5 Mbps rungs are saturated there): nothing to add.
+    # 540p tops out at 900 kbps under a 1.5 Mbps rung, 360p at 200 kbps under 800 kbps: each gets one
+    # CRF aimed above its highest rung, at most 12 steps below its lowest CRF.
+    assert got == {SIZES[540]: (18,), SIZES[360]: (18,)}
+    for h, (crf,) in ((540, got[SIZES[540]]), (360, got[SIZES[360]])):
+        assert trial(h, crf).kbps >= max(k for hh, k in FIXED if hh == h)
+
+
+def test_no_bracket_when_the_trials_already_cover_the_rungs():
+    full = [trial(h, c) for h in SIZES for c in (12, 18, 24, 30, 36, 42)]
+    assert bracket_crfs(full, [rung(h, k) for h, k in FIXED], {SIZES[h]: (12, 18, 24, 30, 36, 42) for h in SIZES},
+                        "h264", saturation=95.0) == {}  # fmt: skip
+
+
+def test_no_bracket_for_rungs_already_saturated():
+    # Only a 720p rung above 720p's trials, where 720p is saturated: measuring it changes nothing.
+    assert bracket_crfs(diagonal(), [rung(720, 8000)], {SIZES[720]: DIAGONAL[720]}, "h264", saturation=95.0) == {}
+
+
+def test_measuring_the_bracketed_rungs_reveals_a_saving_the_guess_hid():
+    trials = diagonal()
+    before, _ = decision(trials)
+    # Above their trials the 540p and 360p rungs are assumed as good as the best size: no saving.
+    assert not before.per_title and before.checks["predicted_bd_rate_pct"] > 0
+    extra = [trial(h, c) for (_, h), crfs in brackets(trials).items() for c in crfs]
+    after, _ = decision(trials + extra)
+    assert after.per_title, after.reasons
+    assert after.checks["predicted_bd_rate_pct"] <= -3
+
+
+def test_measured_rungs_that_do_hold_up_keep_the_profile_ladder():
+    """Never worse: when the small size really is as good at its rungs as the guess assumed (a scene
+    whose detail 360p keeps), measuring it must not turn into a claimed saving."""
+    trials = diagonal(scale360=0.3)
+    before, _ = decision(trials)
+    extra = [trial(h, c, 0.3 if h == 360 else 1.0) for (_, h), crfs in brackets(trials).items() for c in crfs]
+    after, _ = decision(trials + extra)
+    assert not before.per_title and not after.per_title
+    assert any("is not a saving" in r for r in after.reasons)
