@@ -13,6 +13,11 @@ For a source and a (single-codec) profile:
    plug-in (same preset, GOP and profile as the final encode; CRF capped at the ladder's highest
    maxrate). The same process writes the lossless reference of the window at the measuring size, so
    trial and reference hold exactly the same frames whatever the container's seeking precision.
+   **Bracketing.** The diagonal CRF search (:func:`crf_plan`) measures small sizes only at high CRFs,
+   so the profile's own small-size rungs often lie above every trial of their size, where the guard
+   could only assume the best any size reaches there (and so never saw the saving). When the first
+   pass does not already predict a confident saving, :func:`bracket_crfs` adds one CRF per such size,
+   aimed just above its highest rung, and a second pass measures them on every window.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
