@@ -11,14 +11,17 @@ from __future__ import annotations
 import math
 
 import pytest
+from media import TINY_PROFILE, ffmpeg, requires_ffmpeg
 
+from abrpipe import registry
 from abrpipe.pertitle import guard, hull
 from abrpipe.plan import PlannedRung
+from abrpipe.probe import probe
 
 pytest.importorskip("scipy")
 pytest.importorskip("bjontegaard")
 
-from abrpipe.pertitle.analysis import Trial, _bd_pair, bracket_crfs  # noqa: E402  (needs scipy)
+from abrpipe.pertitle.analysis import AnalysisOptions, Trial, _bd_pair, analyse, bracket_crfs  # noqa: E402  (needs scipy)
 
 SIZES = {720: (1280, 720), 540: (960, 540), 360: (640, 360)}
 CAP = {720: 99.0, 540: 93.0, 360: 85.0}
@@ -106,3 +109,23 @@ def test_measured_rungs_that_do_hold_up_keep_the_profile_ladder():
     after, _ = decision(trials + extra)
     assert not before.per_title and not after.per_title
     assert any("is not a saving" in r for r in after.reasons)
+
+
+@requires_ffmpeg
+def test_the_second_pass_measures_the_rung_the_first_only_extrapolated(tmp_path):
+    """End to end on a cheap clip: the first pass keeps the profile's ladder (a 99 % margin) and leaves
+    the 180p rung (150 kbps) above every 180p trial, so a second pass encodes 180p at one more CRF on
+    every window, and the rung is then interpolated on measured points."""
+    src = tmp_path / "bars.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
+           "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
+    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99))
+    a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
+    small = [t for t in a.trials if t.height == 180]
+    extra = [t for t in small if t.crf < 30]  # the diagonal gives 180p CRFs 30/36/42 only
+    assert len(extra) == 1, [(t.crf, t.kbps) for t in small]
+    assert extra[0].kbps >= 150  # aimed above the rung
+    assert any(f"320x180 (CRF {extra[0].crf})" in n for n in a.notes)
+    assert all(any(t.height == 180 and t.crf == extra[0].crf for t in w) for w in a.window_trials)  # every window
+    assert not next(f for f in a.fixed if f.id == "180p-150k").extrapolated
+    assert not a.decision.per_title  # still the 99 % margin
