@@ -18,6 +18,13 @@ For a source and a (single-codec) profile:
    could only assume the best any size reaches there (and so never saw the saving). When the first
    pass does not already predict a confident saving, :func:`bracket_crfs` adds one CRF per such size,
    aimed just above its highest rung, and a second pass measures them on every window.
+   **Budget.** The first pass measures what it costs: CPU-s per encoded pixel-frame (the trials use the
+   final encode's own preset, so no preset calibration is needed) and per scored trial. From those,
+   :class:`CostModel` estimates one fixed-ladder encode of the whole title (every planned rung's pixels
+   x frames) and the second pass; :func:`budget_second_pass` runs the pass whole, on fewer sizes (the
+   cheapest first), or not at all, so the analysis stays within ``max_cost`` (2x) fixed-ladder encodes,
+   ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are noted; the guard then
+   decides on what it has (an unmeasured rung still counts at the best any size reaches there).
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
@@ -94,6 +101,11 @@ class AnalysisOptions:
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
     bracket_fixed: bool = True  # measure the profile's rungs the first trials only extrapolate, when it can matter
+    # The analysis' CPU budget, in estimated fixed-ladder encodes of the same title: the second (bracketing)
+    # pass runs, or runs on fewer sizes, only while the whole analysis stays within it.
+    max_cost: float = 2.0  # titles of long_title_s and more ...
+    max_cost_short: float = 3.0  # ... shorter ones (fixed costs weigh more on a short clip)
+    long_title_s: float = 30.0
     guard_options: guard.GuardOptions = field(default_factory=guard.GuardOptions)  # when to keep the profile's ladder
 
 
@@ -160,6 +172,8 @@ class Cost:
     encode_cpu_s: float
     metric_cpu_s: float
     wall_s: float
+    fixed_encode_estimate_cpu_s: float = math.nan  # one fixed-ladder encode, estimated from the trials (a lower bound)
+    budget_cpu_s: float = math.nan  # the analysis budget: max_cost (or max_cost_short) x the estimate
 
 
 @dataclass(frozen=True)
@@ -247,7 +261,7 @@ class Analysis:
             "predicted_bd_rate": self.predicted_bd,
             "decision": self.decision.to_dict(),
             "used_ladder": "per-title" if self.decision.per_title else "profile",
-            "cost": {k: round(v, 2) for k, v in self.cost.__dict__.items()},
+            "cost": {k: round(v, 2) for k, v in self.cost.__dict__.items() if math.isfinite(v)},
             "notes": list(self.notes),
         }
 
@@ -588,6 +602,7 @@ def analyse(
     notes: list[str] = []
 
     encode_cpu = metric_cpu = 0.0
+    fps_of = {c.resolution: float(plan.base_fps) / c.fps_divisor if plan.base_fps else 0.0 for c in cands}
     empty_windows: set[int] = set()
     bytes_: dict[tuple[tuple[int, int], int], int] = {}
     seconds: dict[tuple[tuple[int, int], int], float] = {}
@@ -655,12 +670,20 @@ def analyse(
 
     saturation = options.saturation if options.saturation is not None else saturation_for(engine.metric)
     bracketed: dict[hull.Resolution, tuple[int, ...]] = {}
+    model: CostModel | None = None
     try:
         trial_source = source
         if needs_index(source, windows):
             emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
             trial_source = indexed_copy(source, tmp)
         run_pass(trial_source, crf_by_size, "")
+        # What the first pass cost, per encoded pixel-frame and per scored trial: the basis of the budget.
+        window_s = sum(seconds.values()) / max(1, len(seconds))  # seconds of title each trial covered
+        model = CostModel.measured(
+            encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu,
+            trial_pixel_frames=sum(w * h * fps_of[(w, h)] * s for ((w, h), _), s in seconds.items()),
+            trials=len(seconds), reference_pixels_per_s=measure_size[0] * measure_size[1] * float(plan.base_fps or 0), window_s=window_s,
+        )  # fmt: skip
         if options.bracket_fixed:
             # The diagonal CRF search measures the small sizes only at low bitrates, so the profile's
             # rungs there (432p at 1.1 Mbps...) lie above their size's curve, where the guard can only
@@ -670,11 +693,20 @@ def analyse(
             first = _pooled_trials(scores, bytes_, seconds)
             bracketed = bracket_crfs(first, plan.video, crf_by_size, codec, saturation=saturation)
             if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation).per_title:
+                bracketed, budget_note = budget_second_pass(
+                    bracketed, {(w, h): w * h * fps_of[(w, h)] * window_s for (w, h) in bracketed}, model,
+                    spent_cpu_s=children_cpu_s() - cpu0, fixed_cpu_s=model.fixed_encode_cpu_s(plan, source.duration_s),
+                    max_ratio=cost_budget(source.duration_s, options),
+                )  # fmt: skip
+                if budget_note:
+                    notes.append(budget_note)
+                    emit(budget_note)
+            else:
+                bracketed = {}
+            if bracketed:
                 emit("measuring the profile's rungs that the trials only extrapolate: "
                      + ", ".join(f"{w}x{h} CRF {'/'.join(map(str, c))}" for (w, h), c in bracketed.items()))  # fmt: skip
                 run_pass(trial_source, bracketed, "b")
-            else:
-                bracketed = {}
     finally:
         if not work_dir:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -718,9 +750,11 @@ def analyse(
         [(r.kbps, r.predicted_quality) for r in rungs], [(f.kbps, f.predicted_quality) for f in fixed],
         saturation=saturation, min_kbps=min_kbps, metric_label=label,
     ))  # fmt: skip
+    fixed_est = model.fixed_encode_cpu_s(plan, source.duration_s) if model else math.nan
     cost = Cost(
-        cpu_s=children_cpu_s() - cpu0, encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu, wall_s=time.monotonic() - wall0
-    )
+        cpu_s=children_cpu_s() - cpu0, encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu, wall_s=time.monotonic() - wall0,
+        fixed_encode_estimate_cpu_s=fixed_est, budget_cpu_s=cost_budget(source.duration_s, options) * fixed_est,
+    )  # fmt: skip
     return Analysis(
         input=source.path,
         source_size=(source.video.display_width, source.video.display_height),
@@ -882,6 +916,93 @@ def bracket_crfs(
         if crf < a.crf and crf not in crfs.get(res, ()):
             out[res] = (crf,)
     return out
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """What trial work costs, measured on the first pass (CPU-s of the child processes).
+
+    Encoding is priced per encoded pixel-frame. A pass also decodes its windows and writes the reference
+    at the measuring size: that counts as ``reference_pixels_per_s`` more pixel-frames per second of
+    windows (the final encode decodes the title too). Scoring is priced per trial (every trial is scored
+    at the same measuring size on every window).
+    """
+
+    encode_cpu_per_pixel_frame: float
+    metric_cpu_per_trial: float
+    reference_pixels_per_s: float
+    window_s: float  # seconds of title one pass covers (all windows)
+
+    @classmethod
+    def measured(
+        cls, *, encode_cpu_s: float, metric_cpu_s: float, trial_pixel_frames: float, trials: int,
+        reference_pixels_per_s: float, window_s: float,
+    ) -> CostModel:  # fmt: skip
+        px = trial_pixel_frames + reference_pixels_per_s * window_s
+        return cls(encode_cpu_s / px if px > 0 else 0.0, metric_cpu_s / trials if trials else 0.0, reference_pixels_per_s, window_s)
+
+    def pass_cpu_s(self, trial_pixel_frames: float, trials: int) -> float:
+        """One more pass over every window: ``trials`` trial encodes of ``trial_pixel_frames`` in all."""
+        px = trial_pixel_frames + self.reference_pixels_per_s * self.window_s
+        return self.encode_cpu_per_pixel_frame * px + self.metric_cpu_per_trial * trials
+
+    def fixed_encode_cpu_s(self, plan: LadderPlan, duration_s: float) -> float:
+        """One encode of the plan's video rungs over the whole title, at the trials' cost per pixel-frame.
+
+        A lower bound of what the fixed-ladder encode really costs (its frame threading, audio and
+        packaging are not counted), so a budget drawn from it errs on the cheap side.
+        """
+        px_per_s = sum(r.width * r.height * float(r.fps) for r in plan.video) + self.reference_pixels_per_s
+        return self.encode_cpu_per_pixel_frame * px_per_s * duration_s
+
+
+def cost_budget(duration_s: float, options: AnalysisOptions) -> float:
+    """The analysis' budget in fixed-ladder encodes: ``max_cost`` for long titles, ``max_cost_short`` below."""
+    return options.max_cost if duration_s >= options.long_title_s else options.max_cost_short
+
+
+def budget_second_pass(
+    bracketed: Mapping[hull.Resolution, tuple[int, ...]],
+    pixel_frames: Mapping[hull.Resolution, float],
+    model: CostModel,
+    *,
+    spent_cpu_s: float,
+    fixed_cpu_s: float,
+    max_ratio: float,
+) -> tuple[dict[hull.Resolution, tuple[int, ...]], str | None]:
+    """The part of the second pass the budget allows, and a note when that is not all of it.
+
+    ``pixel_frames`` is what one trial at each size encodes over all windows. The analysis may spend
+    ``max_ratio`` x ``fixed_cpu_s`` in all; ``spent_cpu_s`` is gone. The whole pass runs when it fits;
+    otherwise the sizes are added cheapest first while the pass still fits (a smaller pass measures
+    fewer rungs, each on every window); when not even one fits, the pass is skipped.
+    """
+    budget = max_ratio * fixed_cpu_s
+    left = budget - spent_cpu_s
+
+    def cost(sizes: Sequence[hull.Resolution]) -> float:
+        return model.pass_cpu_s(sum(pixel_frames[r] * len(bracketed[r]) for r in sizes), sum(len(bracketed[r]) for r in sizes))
+
+    def names(sizes: Sequence[hull.Resolution]) -> str:
+        return ", ".join(f"{w}x{h}" for w, h in sizes)
+
+    everything = list(bracketed)
+    whole = cost(everything)
+    if not everything or whole <= left:
+        return dict(bracketed), None
+    over = f"the {max_ratio:g}x analysis budget"
+    sums = (f"about {whole:.1f} CPU-s on top of the {spent_cpu_s:.1f} spent; budget {budget:.1f} CPU-s = {max_ratio:g} x one "
+            f"fixed-ladder encode, estimated at {fixed_cpu_s:.1f} CPU-s")  # fmt: skip
+    kept: list[hull.Resolution] = []
+    for res in sorted(everything, key=lambda r: pixel_frames[r] * len(bracketed[r])):
+        if cost([*kept, res]) <= left:
+            kept.append(res)
+    if not kept:
+        return {}, (f"second pass skipped: measuring the rungs above the trials of {names(everything)} would exceed {over} "
+                    f"({sums}); the guard decides on the first pass")  # fmt: skip
+    return {r: bracketed[r] for r in kept}, (
+        f"second pass shrunk to {names(kept)} ({cost(kept):.1f} CPU-s): all of {names(everything)} would exceed {over} ({sums})"
+    )
 
 
 def _window_envelope(trials: Sequence[Trial]) -> hull.Envelope | None:

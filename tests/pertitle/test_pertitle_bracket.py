@@ -9,6 +9,7 @@ tests check the CRF it picks and that the guard's decision then follows the meas
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 from media import TINY_PROFILE, ffmpeg, requires_ffmpeg
@@ -119,7 +120,8 @@ def test_the_second_pass_measures_the_rung_the_first_only_extrapolated(tmp_path)
     src = tmp_path / "bars.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
            "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
-    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99))
+    # A budget that always allows the pass (the budget's own tests follow).
+    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=1000.0)
     a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
     small = [t for t in a.trials if t.height == 180]
     extra = [t for t in small if t.crf < 30]  # the diagonal gives 180p CRFs 30/36/42 only
@@ -129,3 +131,77 @@ def test_the_second_pass_measures_the_rung_the_first_only_extrapolated(tmp_path)
     assert all(any(t.height == 180 and t.crf == extra[0].crf for t in w) for w in a.window_trials)  # every window
     assert not next(f for f in a.fixed if f.id == "180p-150k").extrapolated
     assert not a.decision.per_title  # still the 99 % margin
+
+
+# --- The analysis budget: the second pass runs whole, shrunk or not at all -------------------------
+
+from abrpipe.pertitle.analysis import CostModel, budget_second_pass, cost_budget  # noqa: E402
+
+#: 1 CPU-s per 10 M encoded pixel-frames, 0.5 CPU-s to score a trial on every window; a pass re-decodes
+#: 4 s of 1280x720 at 30 fps for its reference.
+MODEL = CostModel(encode_cpu_per_pixel_frame=1e-7, metric_cpu_per_trial=0.5, reference_pixels_per_s=1280 * 720 * 30, window_s=4.0)
+#: One 540p and one 360p trial over the 4 s of windows: 62.2 M and 27.6 M pixel-frames.
+PX = {SIZES[540]: 960 * 540 * 30 * 4.0, SIZES[360]: 640 * 360 * 30 * 4.0}
+BRACKETS = {SIZES[540]: (18,), SIZES[360]: (18,)}
+
+
+def test_the_fixed_encode_estimate_counts_every_rung_over_the_whole_title():
+    rungs = [rung(720, 3000), rung(540, 2000), rung(360, 365)]
+    px_per_s = (1280 * 720 + 960 * 540 + 640 * 360) * 30 + 1280 * 720 * 30  # the rungs + decoding the source once
+    assert MODEL.fixed_encode_cpu_s(_plan(rungs), 10.0) == pytest.approx(1e-7 * px_per_s * 10.0)
+    measured = CostModel.measured(encode_cpu_s=9.0, metric_cpu_s=6.0, trial_pixel_frames=80e6, trials=12,
+                                  reference_pixels_per_s=1280 * 720 * 30, window_s=4.0)  # fmt: skip
+    assert measured.metric_cpu_per_trial == pytest.approx(0.5)
+    assert measured.encode_cpu_per_pixel_frame == pytest.approx(9.0 / (80e6 + 1280 * 720 * 30 * 4.0))
+
+
+def _plan(rungs):
+    return SimpleNamespace(video=tuple(rungs))  # the estimate reads only the planned video rungs
+
+
+def test_the_whole_second_pass_runs_when_the_budget_allows_it():
+    whole = MODEL.pass_cpu_s(sum(PX.values()), 2)  # 0.1 * (62.2 + 27.6 + 110.6) M px + 1.0 = 21.0 CPU-s
+    kept, note = budget_second_pass(BRACKETS, PX, MODEL, spent_cpu_s=20.0, fixed_cpu_s=(20.0 + whole + 0.01) / 3, max_ratio=3.0)
+    assert kept == BRACKETS and note is None
+
+
+def test_the_second_pass_shrinks_to_the_sizes_that_fit():
+    only_360 = MODEL.pass_cpu_s(PX[SIZES[360]], 1)
+    kept, note = budget_second_pass(BRACKETS, PX, MODEL, spent_cpu_s=20.0, fixed_cpu_s=(20.0 + only_360 + 0.1) / 3, max_ratio=3.0)
+    assert kept == {SIZES[360]: (18,)}
+    assert note is not None and note.startswith("second pass shrunk to 640x360") and "3x analysis budget" in note
+
+
+def test_the_second_pass_is_skipped_when_nothing_fits():
+    """A short clip whose first pass already spent most of the budget (the 5-s animation excerpt: 27
+    CPU-s of a 3 x 11 CPU-s budget) measures nothing more and says why."""
+    kept, note = budget_second_pass(BRACKETS, PX, MODEL, spent_cpu_s=27.0, fixed_cpu_s=11.0, max_ratio=3.0)
+    assert kept == {}
+    assert note is not None and note.startswith("second pass skipped") and "exceed the 3x analysis budget" in note
+    assert "estimated at 11.0 CPU-s" in note
+
+
+def test_the_budget_is_3x_below_30_s_and_2x_from_30_s_configurable():
+    opts = AnalysisOptions()
+    assert cost_budget(29.9, opts) == 3.0 and cost_budget(30.0, opts) == 2.0
+    assert cost_budget(5.0, AnalysisOptions(max_cost_short=5.0)) == 5.0
+    assert cost_budget(60.0, AnalysisOptions(max_cost=1.5)) == 1.5
+
+
+@requires_ffmpeg
+def test_a_second_pass_over_the_budget_is_skipped_and_said(tmp_path):
+    """The same clip with a budget the first pass already spends: no extra trial, a note that says why,
+    and the guard still decides (on the first pass: the profile's ladder, as before)."""
+    src = tmp_path / "bars.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
+           "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
+    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=0.5)
+    a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
+    assert sorted(t.crf for t in a.trials if t.height == 180) == [30, 36, 42]  # the first pass only
+    skipped = [n for n in a.notes if n.startswith("second pass skipped")]
+    assert len(skipped) == 1 and "0.5x analysis budget" in skipped[0], a.notes
+    assert not any("measured with one more CRF" in n for n in a.notes)
+    assert a.cost.fixed_encode_estimate_cpu_s > 0
+    assert a.cost.budget_cpu_s == pytest.approx(0.5 * a.cost.fixed_encode_estimate_cpu_s)
+    assert a.to_dict()["cost"]["fixed_encode_estimate_cpu_s"] > 0
+    assert not a.decision.per_title
