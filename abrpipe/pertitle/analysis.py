@@ -22,9 +22,10 @@ For a source and a (single-codec) profile:
    final encode's own preset, so no preset calibration is needed) and per scored trial. From those,
    :class:`CostModel` estimates one fixed-ladder encode of the whole title (every planned rung's pixels
    x frames) and the second pass; :func:`budget_second_pass` runs the pass whole, on fewer sizes (the
-   cheapest first), or not at all, so the analysis stays within ``max_cost`` (2x) fixed-ladder encodes,
-   ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are noted; the guard then
-   decides on what it has (an unmeasured rung still counts at the best any size reaches there).
+   cheapest first), or not at all, so that the analysis, as estimated, stays within ``max_cost`` (2x)
+   fixed-ladder encodes, ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are
+   noted; the guard then decides on what it has (an unmeasured rung still counts at the best any size
+   reaches there). The first pass itself always runs: the budget bounds only what is added to it.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
@@ -172,7 +173,7 @@ class Cost:
     encode_cpu_s: float
     metric_cpu_s: float
     wall_s: float
-    fixed_encode_estimate_cpu_s: float = math.nan  # one fixed-ladder encode, estimated from the trials (a lower bound)
+    fixed_encode_estimate_cpu_s: float = math.nan  # one fixed-ladder encode, estimated from the first pass
     budget_cpu_s: float = math.nan  # the analysis budget: max_cost (or max_cost_short) x the estimate
 
 
@@ -949,8 +950,9 @@ class CostModel:
     def fixed_encode_cpu_s(self, plan: LadderPlan, duration_s: float) -> float:
         """One encode of the plan's video rungs over the whole title, at the trials' cost per pixel-frame.
 
-        A lower bound of what the fixed-ladder encode really costs (its frame threading, audio and
-        packaging are not counted), so a budget drawn from it errs on the cheap side.
+        An estimate: it leaves out the final encode's frame threading, audio and packaging, and prices
+        decoding as the trials' passes do. On the benchmark's real clips it came to 0.72x-1.19x the
+        measured fixed-ladder encode (docs/BENCHMARKS.md).
         """
         px_per_s = sum(r.width * r.height * float(r.fps) for r in plan.video) + self.reference_pixels_per_s
         return self.encode_cpu_per_pixel_frame * px_per_s * duration_s
