@@ -152,11 +152,18 @@ def print_analysis(analysis) -> None:
     c = analysis.cost
     err.print(f"analysis: {len(analysis.trials)} trials ({len(analysis.candidates)} sizes x {len(analysis.crfs)} CRFs) on "
               f"{len(analysis.windows)} window(s) at {windows}, every {analysis.every_nth}th frame scored; "
-              f"{c.cpu_s:.1f} CPU-s ({c.encode_cpu_s:.1f} encoding, {c.metric_cpu_s:.1f} scoring), {c.wall_s:.1f} s",
-              highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+              f"{c.cpu_s:.1f} CPU-s ({c.encode_cpu_s:.1f} encoding, {c.metric_cpu_s:.1f} scoring), {c.wall_s:.1f} s"
+              + _budget_text(c), highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     for note in analysis.notes:
         err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     print_decision(analysis)
+
+
+def _budget_text(cost) -> str:
+    if not (math.isfinite(cost.budget_cpu_s) and cost.fixed_encode_estimate_cpu_s > 0):
+        return ""
+    return (f"; budget {cost.budget_cpu_s:.1f} CPU-s ({cost.budget_cpu_s / cost.fixed_encode_estimate_cpu_s:g}x one "
+            f"fixed-ladder encode, estimated from the trials at {cost.fixed_encode_estimate_cpu_s:.1f} CPU-s)")  # fmt: skip
 
 
 def print_decision(analysis) -> None:
@@ -302,8 +309,10 @@ def print_report(rep) -> None:
                   highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     ratio = rep.analysis_vs_encode
     if ratio is not None:
+        est = rep.analysis.cost.fixed_encode_estimate_cpu_s
+        guess = f", estimated from the trials at {est:.1f} CPU-s" if math.isfinite(est) and est > 0 else ""
         err.print(f"analysis: {rep.cpu_s['analysis']:.1f} CPU-s = {ratio:.2f}x the fixed-ladder encode "
-                  f"({rep.cpu_s['fixed_encode']:.1f} CPU-s)", highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+                  f"({rep.cpu_s['fixed_encode']:.1f} CPU-s{guess})", highlight=False, markup=False, soft_wrap=True)  # fmt: skip
 
 
 @click.command("compare")

@@ -13,6 +13,19 @@ For a source and a (single-codec) profile:
    plug-in (same preset, GOP and profile as the final encode; CRF capped at the ladder's highest
    maxrate). The same process writes the lossless reference of the window at the measuring size, so
    trial and reference hold exactly the same frames whatever the container's seeking precision.
+   **Bracketing.** The diagonal CRF search (:func:`crf_plan`) measures small sizes only at high CRFs,
+   so the profile's own small-size rungs often lie above every trial of their size, where the guard
+   could only assume the best any size reaches there (and so never saw the saving). When the first
+   pass does not already predict a confident saving, :func:`bracket_crfs` adds one CRF per such size,
+   aimed just above its highest rung, and a second pass measures them on every window.
+   **Budget.** The first pass measures what it costs: CPU-s per encoded pixel-frame (the trials use the
+   final encode's own preset, so no preset calibration is needed) and per scored trial. From those,
+   :class:`CostModel` estimates one fixed-ladder encode of the whole title (every planned rung's pixels
+   x frames) and the second pass; :func:`budget_second_pass` runs the pass whole, on fewer sizes (the
+   cheapest first), or not at all, so that the analysis, as estimated, stays within ``max_cost`` (2x)
+   fixed-ladder encodes, ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are
+   noted; the guard then decides on what it has (an unmeasured rung still counts at the best any size
+   reaches there). The first pass itself always runs: the budget bounds only what is added to it.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
@@ -88,6 +101,12 @@ class AnalysisOptions:
     every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost)
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
+    bracket_fixed: bool = True  # measure the profile's rungs the first trials only extrapolate, when it can matter
+    # The analysis' CPU budget, in estimated fixed-ladder encodes of the same title: the second (bracketing)
+    # pass runs, or runs on fewer sizes, only while the whole analysis stays within it.
+    max_cost: float = 2.0  # titles of long_title_s and more ...
+    max_cost_short: float = 3.0  # ... shorter ones (fixed costs weigh more on a short clip)
+    long_title_s: float = 30.0
     guard_options: guard.GuardOptions = field(default_factory=guard.GuardOptions)  # when to keep the profile's ladder
 
 
@@ -154,6 +173,8 @@ class Cost:
     encode_cpu_s: float
     metric_cpu_s: float
     wall_s: float
+    fixed_encode_estimate_cpu_s: float = math.nan  # one fixed-ladder encode, estimated from the first pass
+    budget_cpu_s: float = math.nan  # the analysis budget: max_cost (or max_cost_short) x the estimate
 
 
 @dataclass(frozen=True)
@@ -241,7 +262,7 @@ class Analysis:
             "predicted_bd_rate": self.predicted_bd,
             "decision": self.decision.to_dict(),
             "used_ladder": "per-title" if self.decision.per_title else "profile",
-            "cost": {k: round(v, 2) for k, v in self.cost.__dict__.items()},
+            "cost": {k: round(v, 2) for k, v in self.cost.__dict__.items() if math.isfinite(v)},
             "notes": list(self.notes),
         }
 
@@ -582,6 +603,7 @@ def analyse(
     notes: list[str] = []
 
     encode_cpu = metric_cpu = 0.0
+    fps_of = {c.resolution: float(plan.base_fps) / c.fps_divisor if plan.base_fps else 0.0 for c in cands}
     empty_windows: set[int] = set()
     bytes_: dict[tuple[tuple[int, int], int], int] = {}
     seconds: dict[tuple[tuple[int, int], int], float] = {}
@@ -589,16 +611,19 @@ def analyse(
     window_trials: list[list[Trial]] = [[] for _ in windows]
     label = METRIC_LABELS.get(engine.metric, engine.metric)
     tmp = tempfile.mkdtemp(prefix="abrpipe-pertitle-", dir=work_dir) if work_dir else tempfile.mkdtemp(prefix="abrpipe-pertitle-")
-    try:
-        trial_source = source
-        if needs_index(source, windows):
-            emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
-            trial_source = indexed_copy(source, tmp)
+
+    def run_pass(trial_source: SourceMedia, pass_crfs: Mapping[hull.Resolution, Sequence[int]], suffix: str) -> None:
+        """Trial-encode and score ``pass_crfs`` on every window; the results join the pooled and the
+        per-window trials."""
+        nonlocal encode_cpu, metric_cpu
+        pass_cands = [c for c in cands if c.resolution in pass_crfs]
+        pass_all = sorted({crf for v in pass_crfs.values() for crf in v})
         for n, window in enumerate(windows, 1):
-            wdir = os.path.join(tmp, f"window{n:02d}")
+            wdir = os.path.join(tmp, f"window{n:02d}{suffix}")
             os.makedirs(wdir, exist_ok=True)
-            argv, trials, refs = build_trial_command(trial_source, plan, cands, crf_by_size, window, measure_size, cap)
-            emit(f"window {n}/{len(windows)} at {window.start_s:.1f} s: {len(trials)} trial encodes ({len(cands)} sizes, CRFs {crfs[0]}-{crfs[-1]})")
+            argv, trials, refs = build_trial_command(trial_source, plan, pass_cands, pass_crfs, window, measure_size, cap)
+            emit(f"window {n}/{len(windows)} at {window.start_s:.1f} s: {len(trials)} trial encodes ({len(pass_cands)} sizes, "
+                 f"CRFs {pass_all[0]}-{pass_all[-1]})")  # fmt: skip
             c0 = children_cpu_s()
             try:
                 runner.run(argv, duration_s=window.duration_s or source.duration_s, cwd=wdir)
@@ -643,45 +668,66 @@ def analyse(
                 for ref in refs.values():  # the references are large; the trials are kept
                     with contextlib.suppress(OSError):
                         os.remove(os.path.join(wdir, ref))
+
+    saturation = options.saturation if options.saturation is not None else saturation_for(engine.metric)
+    bracketed: dict[hull.Resolution, tuple[int, ...]] = {}
+    model: CostModel | None = None
+    try:
+        trial_source = source
+        if needs_index(source, windows):
+            emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
+            trial_source = indexed_copy(source, tmp)
+        run_pass(trial_source, crf_by_size, "")
+        # What the first pass cost, per encoded pixel-frame and per scored trial: the basis of the budget.
+        window_s = sum(seconds.values()) / max(1, len(seconds))  # seconds of title each trial covered
+        model = CostModel.measured(
+            encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu,
+            trial_pixel_frames=sum(w * h * fps_of[(w, h)] * s for ((w, h), _), s in seconds.items()),
+            trials=len(seconds), reference_pixels_per_s=measure_size[0] * measure_size[1] * float(plan.base_fps or 0), window_s=window_s,
+        )  # fmt: skip
+        if options.bracket_fixed:
+            # The diagonal CRF search measures the small sizes only at low bitrates, so the profile's
+            # rungs there (432p at 1.1 Mbps...) lie above their size's curve, where the guard can only
+            # assume the best any size reaches: an assumption that hides real savings. One more CRF per
+            # such size, aimed just above its highest rung, measures them instead (only when it can
+            # change the decision).
+            first = _pooled_trials(scores, bytes_, seconds)
+            bracketed = bracket_crfs(first, plan.video, crf_by_size, codec, saturation=saturation)
+            if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation).per_title:
+                bracketed, budget_note = budget_second_pass(
+                    bracketed, {(w, h): w * h * fps_of[(w, h)] * window_s for (w, h) in bracketed}, model,
+                    spent_cpu_s=children_cpu_s() - cpu0, fixed_cpu_s=model.fixed_encode_cpu_s(plan, source.duration_s),
+                    max_ratio=cost_budget(source.duration_s, options),
+                )  # fmt: skip
+                if budget_note:
+                    notes.append(budget_note)
+                    emit(budget_note)
+            else:
+                bracketed = {}
+            if bracketed:
+                emit("measuring the profile's rungs that the trials only extrapolate: "
+                     + ", ".join(f"{w}x{h} CRF {'/'.join(map(str, c))}" for (w, h), c in bracketed.items()))  # fmt: skip
+                run_pass(trial_source, bracketed, "b")
     finally:
         if not work_dir:
             shutil.rmtree(tmp, ignore_errors=True)
 
     for n in sorted(empty_windows):
         notes.append(f"window {n} at {windows[n - 1].start_s:g} s gave no frames (past the end of the decodable video); skipped")
-    trials_out = []
-    for key, parts in scores.items():
-        (w, h), crf = key
-        pooled = metrics.combine_scores(parts)
-        kbps = bytes_[key] * 8 / seconds[key] / 1000 if seconds[key] > 0 else 0.0
-        if kbps <= 0 or not math.isfinite(pooled.mean):
-            continue
-        trials_out.append(Trial(w, h, crf, kbps, pooled.mean, pooled.frames, seconds[key]))
-    trials_out.sort(key=lambda t: (-(t.width * t.height), t.crf))
+    trials_out = _pooled_trials(scores, bytes_, seconds)
+    if bracketed:
+        notes.append("profile rungs above their size's trials measured with one more CRF at "
+                     + ", ".join(f"{w}x{h} (CRF {'/'.join(map(str, c))})" for (w, h), c in bracketed.items()))  # fmt: skip
     points = [t.point() for t in trials_out]
     try:
         env = hull.envelope(points)
     except ValueError as exc:
         raise EncodeError(f"{source.path}: the trial encodes give no usable rate/quality curve ({exc})") from None
 
-    saturation = options.saturation if options.saturation is not None else saturation_for(engine.metric)
     min_kbps = min(r.bitrate_kbps for r in plan.video)
     max_kbps = max(r.bitrate_kbps for r in plan.video)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", hull.LadderSpacingWarning)
-        chosen = hull.choose_rungs(
-            env, min_kbps=min_kbps, max_kbps=max_kbps, rung_count=len(plan.video),
-            saturation_quality=saturation, max_ratio=options.max_ratio,
-        )  # fmt: skip
-    if len(chosen) < 2 <= len(plan.video):
-        # Quality saturates at or below the lowest rung: keep a two-rung ladder (the floor and one step
-        # above it) rather than a single rendition, so players still have a lower rung to fall back to.
-        chosen = hull.choose_rungs(
-            env, min_kbps=min_kbps, max_kbps=min(max_kbps, min_kbps * options.max_ratio), rung_count=2,
-            saturation_quality=math.inf, max_ratio=options.max_ratio,
-        )  # fmt: skip
-        notes.append(f"quality saturates at or below the lowest rung ({min_kbps} kbps): two rungs kept")
-    notes.extend(str(w.message) for w in caught if issubclass(w.category, hull.LadderSpacingWarning))
+    chosen, rung_notes = _choose(env, plan, options, saturation)
+    notes.extend(rung_notes)
     rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
     sat_kbps = env.kbps_for_quality(saturation)
     if sat_kbps is None:
@@ -700,24 +746,16 @@ def analyse(
     )  # fmt: skip
     fixed = tuple(_predict_fixed(env, r) for r in plan.video)
     predicted = _predicted_bd(fixed, rungs)
-    window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
-    decision = guard.decide(
-        pooled=env,
-        per_title=[(r.resolution, r.kbps) for r in rungs],
-        fixed=[((f.width, f.height), f.kbps) for f in fixed],
-        windows=window_envs,
-        usable_points=len(hull.pareto(points)),
-        bd=_bd_pair,
-        metric_label=label,
-        options=options.guard_options,
-    )  # fmt: skip
+    decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
     notes.extend(guard.coverage_notes(
         [(r.kbps, r.predicted_quality) for r in rungs], [(f.kbps, f.predicted_quality) for f in fixed],
         saturation=saturation, min_kbps=min_kbps, metric_label=label,
     ))  # fmt: skip
+    fixed_est = model.fixed_encode_cpu_s(plan, source.duration_s) if model else math.nan
     cost = Cost(
-        cpu_s=children_cpu_s() - cpu0, encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu, wall_s=time.monotonic() - wall0
-    )
+        cpu_s=children_cpu_s() - cpu0, encode_cpu_s=encode_cpu, metric_cpu_s=metric_cpu, wall_s=time.monotonic() - wall0,
+        fixed_encode_estimate_cpu_s=fixed_est, budget_cpu_s=cost_budget(source.duration_s, options) * fixed_est,
+    )  # fmt: skip
     return Analysis(
         input=source.path,
         source_size=(source.video.display_width, source.video.display_height),
@@ -729,7 +767,7 @@ def analyse(
         measure_size=measure_size,
         every_nth=options.every_nth,
         windows=windows,
-        crfs=crfs,
+        crfs=tuple(sorted({*crfs, *(c for v in bracketed.values() for c in v)})),
         candidates=cands,
         trials=tuple(trials_out),
         crossovers=tuple(env.crossovers()),
@@ -748,6 +786,224 @@ def analyse(
         base=profile,
         window_trials=tuple(tuple(w) for w in window_trials),
         shot_cuts=tuple(cut_times),
+    )
+
+
+def _pooled_trials(
+    scores: Mapping[tuple[hull.Resolution, int], Sequence[metrics.QualityScore]],
+    bytes_: Mapping[tuple[hull.Resolution, int], int],
+    seconds: Mapping[tuple[hull.Resolution, int], float],
+) -> list[Trial]:
+    """One trial per (size, CRF): bytes and seconds summed over the windows, scores frame-weighted."""
+    out = []
+    for key, parts in scores.items():
+        (w, h), crf = key
+        pooled = metrics.combine_scores(parts)
+        kbps = bytes_[key] * 8 / seconds[key] / 1000 if seconds[key] > 0 else 0.0
+        if kbps <= 0 or not math.isfinite(pooled.mean):
+            continue
+        out.append(Trial(w, h, crf, kbps, pooled.mean, pooled.frames, seconds[key]))
+    out.sort(key=lambda t: (-(t.width * t.height), t.crf))
+    return out
+
+
+def _choose(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, saturation: float) -> tuple[list[hull.ChosenRung], list[str]]:
+    """The per-title rungs on ``env`` within the plan's bitrate range, and notes on how they were spaced."""
+    min_kbps = min(r.bitrate_kbps for r in plan.video)
+    max_kbps = max(r.bitrate_kbps for r in plan.video)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", hull.LadderSpacingWarning)
+        chosen = hull.choose_rungs(
+            env, min_kbps=min_kbps, max_kbps=max_kbps, rung_count=len(plan.video),
+            saturation_quality=saturation, max_ratio=options.max_ratio,
+        )  # fmt: skip
+    if len(chosen) < 2 <= len(plan.video):
+        # Quality saturates at or below the lowest rung: keep a two-rung ladder (the floor and one step
+        # above it) rather than a single rendition, so players still have a lower rung to fall back to.
+        chosen = hull.choose_rungs(
+            env, min_kbps=min_kbps, max_kbps=min(max_kbps, min_kbps * options.max_ratio), rung_count=2,
+            saturation_quality=math.inf, max_ratio=options.max_ratio,
+        )  # fmt: skip
+        notes.append(f"quality saturates at or below the lowest rung ({min_kbps} kbps): two rungs kept")
+    notes.extend(str(w.message) for w in caught if issubclass(w.category, hull.LadderSpacingWarning))
+    return chosen, notes
+
+
+def _decide(
+    env: hull.Envelope,
+    rungs: Sequence[hull.ChosenRung],
+    plan: LadderPlan,
+    window_trials: Sequence[Sequence[Trial]],
+    usable_points: int,
+    options: AnalysisOptions,
+    label: str,
+) -> guard.Decision:
+    window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
+    return guard.decide(
+        pooled=env,
+        per_title=[(r.resolution, r.kbps) for r in rungs],
+        fixed=[((r.width, r.height), float(r.bitrate_kbps)) for r in plan.video],
+        windows=window_envs,
+        usable_points=usable_points,
+        bd=_bd_pair,
+        metric_label=label,
+        options=options.guard_options,
+    )  # fmt: skip
+
+
+def _first_pass_decision(
+    trials: Sequence[Trial], plan: LadderPlan, window_trials: Sequence[Sequence[Trial]], options: AnalysisOptions, label: str,
+    saturation: float,
+) -> guard.Decision:
+    """What the guard decides from the first pass of trials alone."""
+    points = [t.point() for t in trials]
+    try:
+        env = hull.envelope(points)
+    except ValueError:
+        return guard.Decision(False, ("no usable rate/quality curve",))
+    chosen, _ = _choose(env, plan, options, saturation)
+    min_kbps = min(r.bitrate_kbps for r in plan.video)
+    max_kbps = max(r.bitrate_kbps for r in plan.video)
+    rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
+    return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
+
+
+def bracket_crfs(
+    trials: Sequence[Trial],
+    fixed: Sequence[PlannedRung],
+    crfs: Mapping[hull.Resolution, Sequence[int]],
+    codec: str,
+    *,
+    saturation: float,
+    headroom: float = 1.15,
+    max_step: int = 12,
+) -> dict[hull.Resolution, tuple[int, ...]]:
+    """One more CRF per size whose profile rungs lie above the size's highest trial bitrate.
+
+    Only rungs whose quality matters are bracketed: those the pooled curves put below ``saturation`` + 3
+    (above it, the per-title ladder stops anyway). The CRF is aimed at ``headroom`` times the size's
+    highest such rung, from the size's own rate/CRF slope (ln kbps linear in CRF between its two lowest
+    CRFs), at most ``max_step`` below its lowest CRF, within the encoder's CRF range. Sizes measured at
+    one CRF only, or aimed at a CRF already trialled, are left out.
+    """
+    lo, _hi = getattr(codecs.get(codec), "crf_range", (0, 63))
+    points = [t.point() for t in trials]
+    try:
+        env = hull.envelope(points)
+    except ValueError:
+        return {}
+    by_size: dict[hull.Resolution, list[Trial]] = {}
+    for t in trials:
+        by_size.setdefault(t.resolution, []).append(t)
+    out: dict[hull.Resolution, tuple[int, ...]] = {}
+    for res, mine in by_size.items():
+        pts = sorted(mine, key=lambda t: t.crf)
+        if len(pts) < 2:
+            continue
+        top_kbps = max(t.kbps for t in pts)
+        above = [r.bitrate_kbps for r in fixed if (r.width, r.height) == res and r.bitrate_kbps > top_kbps]
+        if not above:
+            continue
+        guess = guard.predict(env, [(res, float(k)) for k in above], generous=True) or []
+        if guess and min(q for _, q in guess) >= saturation + 3.0:
+            continue
+        a, b = pts[0], pts[1]
+        if b.kbps >= a.kbps or b.crf <= a.crf:
+            continue
+        slope = (math.log(a.kbps) - math.log(b.kbps)) / (b.crf - a.crf)  # ln kbps per CRF step
+        need = math.log(headroom * max(above) / a.kbps) / slope
+        crf = max(lo, a.crf - min(max_step, math.ceil(need)))
+        if crf < a.crf and crf not in crfs.get(res, ()):
+            out[res] = (crf,)
+    return out
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """What trial work costs, measured on the first pass (CPU-s of the child processes).
+
+    Encoding is priced per encoded pixel-frame. A pass also decodes its windows and writes the reference
+    at the measuring size: that counts as ``reference_pixels_per_s`` more pixel-frames per second of
+    windows (the final encode decodes the title too). Scoring is priced per trial (every trial is scored
+    at the same measuring size on every window).
+    """
+
+    encode_cpu_per_pixel_frame: float
+    metric_cpu_per_trial: float
+    reference_pixels_per_s: float
+    window_s: float  # seconds of title one pass covers (all windows)
+
+    @classmethod
+    def measured(
+        cls, *, encode_cpu_s: float, metric_cpu_s: float, trial_pixel_frames: float, trials: int,
+        reference_pixels_per_s: float, window_s: float,
+    ) -> CostModel:  # fmt: skip
+        px = trial_pixel_frames + reference_pixels_per_s * window_s
+        return cls(encode_cpu_s / px if px > 0 else 0.0, metric_cpu_s / trials if trials else 0.0, reference_pixels_per_s, window_s)
+
+    def pass_cpu_s(self, trial_pixel_frames: float, trials: int) -> float:
+        """One more pass over every window: ``trials`` trial encodes of ``trial_pixel_frames`` in all."""
+        px = trial_pixel_frames + self.reference_pixels_per_s * self.window_s
+        return self.encode_cpu_per_pixel_frame * px + self.metric_cpu_per_trial * trials
+
+    def fixed_encode_cpu_s(self, plan: LadderPlan, duration_s: float) -> float:
+        """One encode of the plan's video rungs over the whole title, at the trials' cost per pixel-frame.
+
+        An estimate: it leaves out the final encode's frame threading, audio and packaging, and prices
+        decoding as the trials' passes do. On the benchmark's real clips it came to 0.72x-1.19x the
+        measured fixed-ladder encode (docs/BENCHMARKS.md).
+        """
+        px_per_s = sum(r.width * r.height * float(r.fps) for r in plan.video) + self.reference_pixels_per_s
+        return self.encode_cpu_per_pixel_frame * px_per_s * duration_s
+
+
+def cost_budget(duration_s: float, options: AnalysisOptions) -> float:
+    """The analysis' budget in fixed-ladder encodes: ``max_cost`` for long titles, ``max_cost_short`` below."""
+    return options.max_cost if duration_s >= options.long_title_s else options.max_cost_short
+
+
+def budget_second_pass(
+    bracketed: Mapping[hull.Resolution, tuple[int, ...]],
+    pixel_frames: Mapping[hull.Resolution, float],
+    model: CostModel,
+    *,
+    spent_cpu_s: float,
+    fixed_cpu_s: float,
+    max_ratio: float,
+) -> tuple[dict[hull.Resolution, tuple[int, ...]], str | None]:
+    """The part of the second pass the budget allows, and a note when that is not all of it.
+
+    ``pixel_frames`` is what one trial at each size encodes over all windows. The analysis may spend
+    ``max_ratio`` x ``fixed_cpu_s`` in all; ``spent_cpu_s`` is gone. The whole pass runs when it fits;
+    otherwise the sizes are added cheapest first while the pass still fits (a smaller pass measures
+    fewer rungs, each on every window); when not even one fits, the pass is skipped.
+    """
+    budget = max_ratio * fixed_cpu_s
+    left = budget - spent_cpu_s
+
+    def cost(sizes: Sequence[hull.Resolution]) -> float:
+        return model.pass_cpu_s(sum(pixel_frames[r] * len(bracketed[r]) for r in sizes), sum(len(bracketed[r]) for r in sizes))
+
+    def names(sizes: Sequence[hull.Resolution]) -> str:
+        return ", ".join(f"{w}x{h}" for w, h in sizes)
+
+    everything = list(bracketed)
+    whole = cost(everything)
+    if not everything or whole <= left:
+        return dict(bracketed), None
+    over = f"the {max_ratio:g}x analysis budget"
+    sums = (f"about {whole:.1f} CPU-s on top of the {spent_cpu_s:.1f} spent; budget {budget:.1f} CPU-s = {max_ratio:g} x one "
+            f"fixed-ladder encode, estimated at {fixed_cpu_s:.1f} CPU-s")  # fmt: skip
+    kept: list[hull.Resolution] = []
+    for res in sorted(everything, key=lambda r: pixel_frames[r] * len(bracketed[r])):
+        if cost([*kept, res]) <= left:
+            kept.append(res)
+    if not kept:
+        return {}, (f"second pass skipped: measuring the rungs above the trials of {names(everything)} would exceed {over} "
+                    f"({sums}); the guard decides on the first pass")  # fmt: skip
+    return {r: bracketed[r] for r in kept}, (
+        f"second pass shrunk to {names(kept)} ({cost(kept):.1f} CPU-s): all of {names(everything)} would exceed {over} ({sums})"
     )
 
 

@@ -237,15 +237,14 @@ class Report:
 def reference_filters(source: SourceMedia, plan: LadderPlan, rung: PlannedRung) -> list[str]:
     """Filters that turn the source into the frames the encoder saw for ``rung`` (before scaling).
 
-    Nothing for the usual constant-frame-rate progressive SDR source whose rate the rung keeps: the
-    metric then pairs the source's frames one to one with the rendition's.
+    All of the encoder's own steps, always: its ``fps`` filter puts every source on a constant frame
+    grid, and a source that declares a constant rate can still have holes or jitter in its timestamps
+    (a camera clip whose first frames do not decode, so frame 1 comes three frame-times after frame 0).
+    The encoder then repeats or drops frames to fill the grid; a reference that skipped the step would
+    pair each rendition frame with the wrong source frame from the first hole on.
     """
     assert source.video is not None
-    regrid = plan.deinterlace or source.video.variable_frame_rate or plan.base_fps != source.video.frame_rate
-    steps = [
-        step for step in encode.source_filters(plan)
-        if step[0] not in ("fps", "format") or (step[0] == "fps" and regrid)
-    ]  # fmt: skip
+    steps = list(encode.source_filters(plan))
     if rung.fps_divisor > 1:
         steps.append(("fps", {"fps": str(rung.fps)}))
     return [encode.filter_string(step) for step in steps]
