@@ -24,9 +24,10 @@ demo: ffmpeg venv $(DEMO_SRC)
 	@echo "demo output: $(abspath $(DEMO_OUT))/master.m3u8 and $(abspath $(DEMO_OUT))/manifest.mpd"
 
 # Lint first (ruff + mypy); then every test, and a test whose capability (browser, S3 server, Dask,
-# chattr +i, mounting a tmpfs) is missing fails instead of skipping.
+# chattr +i, mounting a tmpfs) is missing fails instead of skipping. PYTHONFAULTHANDLER: an abrpipe
+# process that a test starts and that dies of a fatal signal prints where it was.
 test: ffmpeg test-tools browser-deps venv lint
-	ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_S3=1 ABRPIPE_REQUIRE_DASK=1 ABRPIPE_REQUIRE_CAPABILITIES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	PYTHONFAULTHANDLER=1 ABRPIPE_REQUIRE_BROWSER=1 ABRPIPE_REQUIRE_S3=1 ABRPIPE_REQUIRE_DASK=1 ABRPIPE_REQUIRE_CAPABILITIES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: ffmpeg venv
 	$(VENV)/bin/pytest -m "not browser and not slow" $(PYTEST_ARGS)

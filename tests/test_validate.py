@@ -466,3 +466,22 @@ def test_readme_lists_every_rule_id():
     table = readme.split("<!-- rules:begin -->")[1].split("<!-- rules:end -->")[0]
     listed = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert listed == set(RULES)
+
+
+def test_threads_that_validate_at_once_never_share_a_compiled_schema():
+    """A batch validates its jobs in parallel threads; lxml keeps a validation's state (its error log) on
+    the validator object, so each thread compiles its own and reuses it."""
+    import threading
+
+    from abrpipe.validate import dash_checks
+
+    if not (SHARED_SCHEMA / "DASH-MPD.xsd").is_file():
+        pytest.fail(f"{SHARED_SCHEMA}/DASH-MPD.xsd is missing: the conformance material is read from ../shared")
+    schema_dir = str(SHARED_SCHEMA)
+    mine = dash_checks._schema(schema_dir)
+    assert dash_checks._schema(schema_dir) is mine  # compiled once per thread
+    theirs: list[object] = []
+    worker = threading.Thread(target=lambda: theirs.extend([dash_checks._schema(schema_dir), dash_checks._schema(schema_dir)]))
+    worker.start()
+    worker.join()
+    assert theirs[0] is theirs[1] and theirs[0] is not mine

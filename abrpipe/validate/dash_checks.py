@@ -7,10 +7,10 @@ import local (the schema directory is given by the user; nothing is fetched).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
+import threading
 from collections import Counter
 from fractions import Fraction
 
@@ -69,8 +69,20 @@ def check_schema_dir(schema_dir: str) -> None:
         )
 
 
-@functools.lru_cache(maxsize=4)
+_per_thread = threading.local()
+
+
 def _schema(schema_dir: str):
+    """The compiled MPD schema, one per thread: an lxml validator keeps the state of a validation (its
+    error log, connected to libxml2's per-thread error handler) on the object, so threads that validate
+    at the same time (a batch's jobs) must not share one. Compiling it takes about 15 ms."""
+    cache = _per_thread.__dict__.setdefault("schemas", {})
+    if schema_dir not in cache:
+        cache[schema_dir] = _compile_schema(schema_dir)
+    return cache[schema_dir]
+
+
+def _compile_schema(schema_dir: str):
     from lxml import etree
 
     class LocalResolver(etree.Resolver):
