@@ -130,3 +130,18 @@ def test_the_floor_never_needs_more_rungs_than_the_profile_gives():
     floor = ladder_floor(e, p, AnalysisOptions(), 95.0)
     top = e.kbps_for_quality(95.0)
     assert floor.bound == "spacing" and floor.kbps == pytest.approx(top / 2.0)
+
+
+def test_coverage_note_when_the_hull_jumps_past_the_fixed_ladders_lowest_quality_at_the_floor():
+    # The floor sits where the hull first reaches VMAF 76.4, but a larger size's curve starts there at 78.7.
+    notes = guard.coverage_notes([(154.0, 95.0), (92.0, 86.4), (56.0, 78.7)], [(4500.0, 97.5), (145.0, 76.4)],
+                                 saturation=95.0, min_kbps=145, metric_label="VMAF", floor_kbps=55.5,
+                                 floor_bound="quality")  # fmt: skip
+    low = [n for n in notes if "lowest" in n]
+    assert low == ["coverage: the per-title ladder goes below the profile's lowest bitrate (145 kbps) to 56 kbps (the hull "
+                   "first reaches the profile's lowest rung's VMAF 76.4 at 55.5 kbps); its lowest rung is predicted at "
+                   "78.7 there"]  # fmt: skip
+    # At the profile's own floor the old wording stays.
+    notes = guard.coverage_notes([(154.0, 95.0), (145.0, 94.7)], [(4500.0, 97.5), (145.0, 76.4)],
+                                 saturation=95.0, min_kbps=145, metric_label="VMAF", floor_kbps=145, floor_bound="profile")  # fmt: skip
+    assert any("deliberately does not go below the profile's lowest bitrate (145 kbps)" in n for n in notes)
