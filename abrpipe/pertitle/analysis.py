@@ -109,8 +109,8 @@ class AnalysisOptions:
     # max(floor_kbps, floor_fraction x the profile's lowest bitrate). A quarter is two max_ratio steps
     # below the rendition the profile's author chose as the least a player should get, so the ladder
     # reaches down without leaving the range the trials measure well; 32 kbps bounds it for any profile:
-    # below that, at a 2-s GOP, a rendition is mostly its keyframes and container boxes and rate control
-    # cannot hold the target, so it would not play as declared.
+    # the lower the target, the more of it the keyframe that starts every segment and the container's boxes
+    # take, and the harder it is for rate control to hold a rendition to its declared bitrate.
     floor_kbps: float = 32.0
     floor_fraction: float = 0.25
     bracket_fixed: bool = True  # measure the profile's rungs the first trials only extrapolate, when it can matter
