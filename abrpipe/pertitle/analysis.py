@@ -29,10 +29,13 @@ For a source and a (single-codec) profile:
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
-5. **Ladder.** Per-resolution curves and their envelope (:mod:`.hull`); rungs between the profile's
-   lowest and highest rung bitrate, the top where quality saturates (VMAF 95 / PSNR-Y 45 dB), at most as
-   many rungs as the profile gives this source, each at the resolution the envelope picks; the result
-   is a :class:`~abrpipe.profile.Profile` (:mod:`.ladder`) that ``pipeline.run_job`` encodes directly.
+5. **Ladder.** Per-resolution curves and their envelope (:mod:`.hull`); rungs up to the profile's
+   highest rung bitrate, the top where quality saturates (VMAF 95 / PSNR-Y 45 dB), the bottom where the
+   envelope reaches the quality predicted for the profile's lowest rung (:func:`ladder_floor`: never
+   above the profile's lowest bitrate, never below ``floor_kbps`` / ``floor_fraction`` of it), at most
+   as many rungs as the profile gives this source, each at the resolution the envelope picks; the
+   result is a :class:`~abrpipe.profile.Profile` (:mod:`.ladder`) that ``pipeline.run_job`` encodes
+   directly.
 
 Per-title needs one software codec with a CRF mode: a multi-codec profile is refused (run it once per
 codec with a single-codec profile), and so are hardware encoders.
@@ -101,6 +104,15 @@ class AnalysisOptions:
     every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost)
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
+    # The lowest per-title rung follows quality: it sits where the hull reaches the quality predicted for
+    # the profile's lowest rung, never above the profile's lowest bitrate and never below
+    # max(floor_kbps, floor_fraction x the profile's lowest bitrate). A quarter is two max_ratio steps
+    # below the rendition the profile's author chose as the least a player should get, so the ladder
+    # reaches down without leaving the range the trials measure well; 32 kbps bounds it for any profile:
+    # the lower the target, the more of it the keyframe that starts every segment and the container's boxes
+    # take, and the harder it is for rate control to hold a rendition to its declared bitrate.
+    floor_kbps: float = 32.0
+    floor_fraction: float = 0.25
     bracket_fixed: bool = True  # measure the profile's rungs the first trials only extrapolate, when it can matter
     # The analysis' CPU budget, in estimated fixed-ladder encodes of the same title: the second (bracketing)
     # pass runs, or runs on fewer sizes, only while the whole analysis stays within it.
@@ -195,7 +207,7 @@ class Analysis:
     crossovers: tuple[hull.Crossover, ...]
     hull_points: tuple[hull.TrialPoint, ...]
     saturation: float
-    min_kbps: int
+    min_kbps: int  # the profile's lowest rung bitrate for this source
     max_kbps: int
     rung_count: int
     rungs: tuple[hull.ChosenRung, ...]  # the per-title ladder, top first (rounded bitrates)
@@ -208,6 +220,7 @@ class Analysis:
     base: Profile | None = None  # the profile the analysis started from (its ladder is the fallback)
     window_trials: tuple[tuple[Trial, ...], ...] = field(default=())  # each window's own trials
     shot_cuts: tuple[float, ...] = ()  # where new shots start (sampled titles), the windows avoid them
+    floor_kbps: float | None = None  # the per-title ladder's lowest bitrate (None: the profile's lowest)
 
     @property
     def chosen_profile(self) -> Profile:
@@ -252,6 +265,7 @@ class Analysis:
                       "quality": round(p.quality, 3)} for p in self.hull_points],  # fmt: skip
             "saturation": self.saturation,
             "bitrate_range_kbps": [self.min_kbps, self.max_kbps],
+            "floor_kbps": round(self.floor_kbps if self.floor_kbps is not None else self.min_kbps, 1),
             "max_rungs": self.rung_count,
             "ladder": ladder.rung_rows(self.profile, self.rungs),
             "fixed_ladder": [
@@ -726,9 +740,10 @@ def analyse(
 
     min_kbps = min(r.bitrate_kbps for r in plan.video)
     max_kbps = max(r.bitrate_kbps for r in plan.video)
-    chosen, rung_notes = _choose(env, plan, options, saturation)
+    floor = ladder_floor(env, plan, options, saturation)
+    chosen, rung_notes = _choose(env, plan, options, saturation, floor)
     notes.extend(rung_notes)
-    rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
+    rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
     sat_kbps = env.kbps_for_quality(saturation)
     if sat_kbps is None:
         notes.append(f"quality never reaches {label} {saturation:g} in the trials: the top rung is the profile's highest bitrate")
@@ -749,7 +764,7 @@ def analyse(
     decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
     notes.extend(guard.coverage_notes(
         [(r.kbps, r.predicted_quality) for r in rungs], [(f.kbps, f.predicted_quality) for f in fixed],
-        saturation=saturation, min_kbps=min_kbps, metric_label=label,
+        saturation=saturation, min_kbps=min_kbps, metric_label=label, floor_kbps=floor.kbps, floor_bound=floor.bound,
     ))  # fmt: skip
     fixed_est = model.fixed_encode_cpu_s(plan, source.duration_s) if model else math.nan
     cost = Cost(
@@ -786,6 +801,7 @@ def analyse(
         base=profile,
         window_trials=tuple(tuple(w) for w in window_trials),
         shot_cuts=tuple(cut_times),
+        floor_kbps=floor.kbps,
     )
 
 
@@ -807,9 +823,52 @@ def _pooled_trials(
     return out
 
 
-def _choose(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, saturation: float) -> tuple[list[hull.ChosenRung], list[str]]:
-    """The per-title rungs on ``env`` within the plan's bitrate range, and notes on how they were spaced."""
-    min_kbps = min(r.bitrate_kbps for r in plan.video)
+@dataclass(frozen=True)
+class Floor:
+    """The per-title ladder's lowest bitrate and what set it: ``"quality"`` (where the hull reaches the
+    quality predicted for the profile's lowest rung), ``"profile"`` (the profile's lowest bitrate: the
+    hull gets there no cheaper), ``"absolute"`` (:attr:`AnalysisOptions.floor_kbps` /
+    ``floor_fraction``) or ``"spacing"`` (lower would need more rungs than the profile gives, or rungs
+    further apart than ``max_ratio``)."""
+
+    kbps: float
+    bound: str
+    quality: float  # the quality the profile's lowest rung is predicted to have
+
+
+def ladder_floor(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, saturation: float) -> Floor:
+    """Where the per-title ladder's lowest rung sits on ``env`` (see :class:`Floor`).
+
+    Target: the lowest bitrate at which the hull reaches the quality the trials predict for the profile's
+    lowest-quality rung, so the per-title ladder covers the fixed ladder's quality range at the low end
+    too. Never above the profile's lowest bitrate (the floor only moves down, where the content is
+    easy), never below the absolute floor, and never so low that the rungs the profile gives could not
+    span the range from the floor to the top at ``max_ratio`` spacing.
+    """
+    profile_min = float(min(r.bitrate_kbps for r in plan.video))
+    max_kbps = float(max(r.bitrate_kbps for r in plan.video))
+    target = min(_predict_fixed(env, r).predicted_quality for r in plan.video)
+    reach = env.kbps_for_quality(target)
+    if reach is None or reach >= profile_min * (1 - 1e-6):
+        return Floor(profile_min, "profile", target)
+    bounds = [(reach, "quality"), (max(options.floor_kbps, options.floor_fraction * profile_min), "absolute")]
+    if len(plan.video) > 1:
+        sat = env.kbps_for_quality(saturation)
+        top = max_kbps if sat is None else min(max_kbps, sat)
+        bounds.append((top / options.max_ratio ** (len(plan.video) - 1), "spacing"))
+    kbps, bound = max(bounds, key=lambda b: b[0])
+    if kbps >= profile_min:
+        return Floor(profile_min, "profile", target)
+    return Floor(kbps, bound, target)
+
+
+def _choose(
+    env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, saturation: float, floor: Floor | None = None
+) -> tuple[list[hull.ChosenRung], list[str]]:
+    """The per-title rungs on ``env`` between the floor (:func:`ladder_floor`) and the plan's highest
+    bitrate, and notes on how they were spaced."""
+    floor = floor or ladder_floor(env, plan, options, saturation)
+    min_kbps = floor.kbps
     max_kbps = max(r.bitrate_kbps for r in plan.video)
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -825,7 +884,7 @@ def _choose(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, satu
             env, min_kbps=min_kbps, max_kbps=min(max_kbps, min_kbps * options.max_ratio), rung_count=2,
             saturation_quality=math.inf, max_ratio=options.max_ratio,
         )  # fmt: skip
-        notes.append(f"quality saturates at or below the lowest rung ({min_kbps} kbps): two rungs kept")
+        notes.append(f"quality saturates at or below the lowest rung ({min_kbps:.0f} kbps): two rungs kept")
     notes.extend(str(w.message) for w in caught if issubclass(w.category, hull.LadderSpacingWarning))
     return chosen, notes
 
@@ -862,10 +921,10 @@ def _first_pass_decision(
         env = hull.envelope(points)
     except ValueError:
         return guard.Decision(False, ("no usable rate/quality curve",))
-    chosen, _ = _choose(env, plan, options, saturation)
-    min_kbps = min(r.bitrate_kbps for r in plan.video)
+    floor = ladder_floor(env, plan, options, saturation)
+    chosen, _ = _choose(env, plan, options, saturation, floor)
     max_kbps = max(r.bitrate_kbps for r in plan.video)
-    rungs = ladder.round_rungs(env, chosen, min_kbps=min_kbps, max_kbps=max_kbps)
+    rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
     return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
 
 

@@ -15,9 +15,10 @@ all of which must pass for the per-title ladder to be used:
   each window's curves, and a window on which the per-title ladder does not save (or whose prediction
   cannot be made) means the sample does not represent the title well enough to trust the pooled one.
 
-Coverage (:func:`coverage_notes`): the per-title ladder deliberately stops where quality saturates
-and never goes below the profile's lowest bitrate, so its quality range can differ from the fixed
-ladder's at both ends; the notes say where and why.
+Coverage (:func:`coverage_notes`): the per-title ladder deliberately stops where quality saturates, so
+its top can lie below the fixed ladder's. At the low end it reaches down to the quality predicted for
+the profile's lowest rung: below the profile's lowest bitrate where the content is easy, but never
+below an absolute floor, so there it can still start higher. The notes say where and why.
 """
 
 from __future__ import annotations
@@ -159,21 +160,47 @@ def _points_at(env: hull.Envelope, res: hull.Resolution) -> int:
 
 
 def coverage_notes(
-    per_title: Ladder, fixed: Ladder, *, saturation: float, min_kbps: float, metric_label: str
+    per_title: Ladder,
+    fixed: Ladder,
+    *,
+    saturation: float,
+    min_kbps: float,
+    metric_label: str,
+    floor_kbps: float | None = None,
+    floor_bound: str = "profile",
 ) -> list[str]:
-    """Where the per-title ladder's predicted quality range deliberately differs from the fixed one's."""
+    """Where the per-title ladder's predicted quality range differs from the fixed one's, and why.
+
+    ``min_kbps`` is the profile's lowest bitrate; ``floor_kbps`` the per-title ladder's lowest (None:
+    the same) and ``floor_bound`` what set it (see :class:`abrpipe.pertitle.analysis.Floor`).
+    """
     if not per_title or not fixed:
         return []
     notes = []
     pt_lo, pt_hi = min(q for _, q in per_title), max(q for _, q in per_title)
     fx_lo, fx_hi = min(q for _, q in fixed), max(q for _, q in fixed)
+    floor = min_kbps if floor_kbps is None else floor_kbps
+    lowest = min(k for k, _ in per_title)  # the lowest rung's bitrate (the floor, rounded)
     if pt_hi < fx_hi - 0.5:
         why = (f"it stops where {metric_label} reaches the saturation target {saturation:g}"
                if pt_hi >= saturation - 0.5 else "its top rung is the profile's highest bitrate")  # fmt: skip
         notes.append(f"coverage: the per-title ladder deliberately tops out at {metric_label} {pt_hi:.1f} ({why}); "
                      f"the profile's top rung is predicted at {fx_hi:.1f}")  # fmt: skip
-    if pt_lo > fx_lo + 0.5:
-        notes.append(f"coverage: the per-title ladder deliberately does not go below the profile's lowest bitrate "
-                     f"({min_kbps:g} kbps), where it is predicted at {metric_label} {pt_lo:.1f}; the profile's lowest "
-                     f"rung is predicted at {fx_lo:.1f}")  # fmt: skip
+    if pt_lo > fx_lo + 0.5 and floor_bound == "quality" and floor < min_kbps - 0.5:
+        # The floor is where the hull first reaches the fixed ladder's lowest quality; the hull can jump past
+        # it there (a larger size's curve starts at its lowest trial), so the lowest rung lands a little higher.
+        notes.append(f"coverage: the per-title ladder goes below the profile's lowest bitrate ({min_kbps:g} kbps) to "
+                     f"{lowest:g} kbps (the hull first reaches the profile's lowest rung's {metric_label} {fx_lo:.1f} at "
+                     f"{floor:.1f} kbps); its lowest rung is predicted at {pt_lo:.1f} there")  # fmt: skip
+    elif pt_lo > fx_lo + 0.5:
+        why = {
+            "absolute": f"its absolute floor of {floor:.0f} kbps",
+            "spacing": f"{floor:.0f} kbps, the lowest the profile's rung count reaches at the allowed rung spacing",
+        }.get(floor_bound, f"the profile's lowest bitrate ({min_kbps:g} kbps)")
+        notes.append(f"coverage: the per-title ladder deliberately does not go below {why}, where it is predicted at "
+                     f"{metric_label} {pt_lo:.1f}; the profile's lowest rung is predicted at {fx_lo:.1f}")  # fmt: skip
+    elif floor < min_kbps - 0.5:
+        notes.append(f"coverage: the per-title ladder goes below the profile's lowest bitrate ({min_kbps:g} kbps) to "
+                     f"{lowest:g} kbps, where it is predicted at {metric_label} {pt_lo:.1f}, the quality of the profile's "
+                     f"lowest rung ({fx_lo:.1f})")  # fmt: skip
     return notes

@@ -60,7 +60,11 @@ def test_ladder_per_title_json(ladder_run, clip_360p):
     assert data["every_nth_frame"] == 6
     assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {2 * 8}
     assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {2 * 15}
-    check_ladder(data["ladder"], (640, 360), 150, 600, 3)
+    # The lowest rung follows quality: at or below the profile's lowest bitrate (150k), never below the floor
+    # of max(32 kbps, a quarter of it).
+    assert data["bitrate_range_kbps"] == [150, 600] and 37.5 <= data["floor_kbps"] <= 150
+    check_ladder(data["ladder"], (640, 360), math.floor(data["floor_kbps"]), 600, 3)
+    assert data["floor_kbps"] - 0.05 <= data["ladder"][-1]["bitrate_kbps"] <= data["floor_kbps"] + 1.05  # rounded up to whole kbps
     # 6 s: analysed whole, in two pieces (each decoded once, its reference kept small)
     assert data["windows"] == [{"start_s": 0.0, "duration_s": 3.0}, {"start_s": 3.0, "duration_s": None}]
     assert data["cost"]["cpu_s"] > 0
