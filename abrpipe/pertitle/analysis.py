@@ -17,15 +17,19 @@ For a source and a (single-codec) profile:
    so the profile's own small-size rungs often lie above every trial of their size, where the guard
    could only assume the best any size reaches there (and so never saw the saving). When the first
    pass does not already predict a confident saving, :func:`bracket_crfs` adds one CRF per such size,
-   aimed just above its highest rung, and a second pass measures them on every window.
+   aimed just above its highest rung, and a second pass measures them on every window. The bracketing
+   CRF goes at most :data:`BRACKET_MAX_STEP` below the size's lowest first-pass CRF
+   (:func:`lowest_allowed_crfs`); a size measured there has saturated (:func:`saturated_sizes`), and a
+   rung still above its trials is predicted by the guard from that size's own curve
+   (:func:`abrpipe.pertitle.guard.saturated_bound`) instead of the best any size reaches there.
    **Budget.** The first pass measures what it costs: CPU-s per encoded pixel-frame (the trials use the
    final encode's own preset, so no preset calibration is needed) and per scored trial. From those,
    :class:`CostModel` estimates one fixed-ladder encode of the whole title (every planned rung's pixels
    x frames) and the second pass; :func:`budget_second_pass` runs the pass whole, on fewer sizes (the
    cheapest first), or not at all, so that the analysis, as estimated, stays within ``max_cost`` (2x)
    fixed-ladder encodes, ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are
-   noted; the guard then decides on what it has (an unmeasured rung still counts at the best any size
-   reaches there). The first pass itself always runs: the budget bounds only what is added to it.
+   noted; the guard then decides on what it has (an unmeasured rung of a size not measured at its
+   lowest allowed CRF still counts at the best any size reaches there). The first pass itself always runs: the budget bounds only what is added to it.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
