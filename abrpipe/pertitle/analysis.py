@@ -17,15 +17,19 @@ For a source and a (single-codec) profile:
    so the profile's own small-size rungs often lie above every trial of their size, where the guard
    could only assume the best any size reaches there (and so never saw the saving). When the first
    pass does not already predict a confident saving, :func:`bracket_crfs` adds one CRF per such size,
-   aimed just above its highest rung, and a second pass measures them on every window.
+   aimed just above its highest rung, and a second pass measures them on every window. The bracketing
+   CRF goes at most :data:`BRACKET_MAX_STEP` below the size's lowest first-pass CRF
+   (:func:`lowest_allowed_crfs`); a size measured there has saturated (:func:`saturated_sizes`), and a
+   rung still above its trials is predicted by the guard from that size's own curve
+   (:func:`abrpipe.pertitle.guard.saturated_bound`) instead of the best any size reaches there.
    **Budget.** The first pass measures what it costs: CPU-s per encoded pixel-frame (the trials use the
    final encode's own preset, so no preset calibration is needed) and per scored trial. From those,
    :class:`CostModel` estimates one fixed-ladder encode of the whole title (every planned rung's pixels
    x frames) and the second pass; :func:`budget_second_pass` runs the pass whole, on fewer sizes (the
    cheapest first), or not at all, so that the analysis, as estimated, stays within ``max_cost`` (2x)
    fixed-ladder encodes, ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are
-   noted; the guard then decides on what it has (an unmeasured rung still counts at the best any size
-   reaches there). The first pass itself always runs: the budget bounds only what is added to it.
+   noted; the guard then decides on what it has (an unmeasured rung of a size not measured at its
+   lowest allowed CRF still counts at the best any size reaches there). The first pass itself always runs: the budget bounds only what is added to it.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
    rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
@@ -80,6 +84,9 @@ METRIC_LABELS: dict[str, str] = {"vmaf": "VMAF", "psnr": "PSNR-Y", "xpsnr": "XPS
 #: decodes forward, frame-exact. Anything else (MPEG-TS/PS, raw streams) may land on the next keyframe
 #: or nowhere, so such a source is first remuxed (stream copy, no decode) into Matroska, which has one.
 INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "nut", "mxf", "yuv4mpegpipe"})
+
+#: The most CRF steps one bracketing CRF goes below a size's lowest first-pass CRF (:func:`bracket_crfs`).
+BRACKET_MAX_STEP = 12
 
 #: Trial VBV cap: this many times the ladder's highest maxrate (bufsize twice that).
 TRIAL_CAP_FACTOR = 2
@@ -707,7 +714,9 @@ def analyse(
             # change the decision).
             first = _pooled_trials(scores, bytes_, seconds)
             bracketed = bracket_crfs(first, plan.video, crf_by_size, codec, saturation=saturation)
-            if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation).per_title:
+            first_saturated = saturated_sizes(first, lowest_allowed_crfs(crf_by_size, codec))
+            if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation,
+                                                      first_saturated).per_title:  # fmt: skip
                 bracketed, budget_note = budget_second_pass(
                     bracketed, {(w, h): w * h * fps_of[(w, h)] * window_s for (w, h) in bracketed}, model,
                     spent_cpu_s=children_cpu_s() - cpu0, fixed_cpu_s=model.fixed_encode_cpu_s(plan, source.duration_s),
@@ -761,7 +770,8 @@ def analyse(
     )  # fmt: skip
     fixed = tuple(_predict_fixed(env, r) for r in plan.video)
     predicted = _predicted_bd(fixed, rungs)
-    decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
+    saturated = saturated_sizes(trials_out, lowest_allowed_crfs(crf_by_size, codec))
+    decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated)
     notes.extend(guard.coverage_notes(
         [(r.kbps, r.predicted_quality) for r in rungs], [(f.kbps, f.predicted_quality) for f in fixed],
         saturation=saturation, min_kbps=min_kbps, metric_label=label, floor_kbps=floor.kbps, floor_bound=floor.bound,
@@ -897,6 +907,7 @@ def _decide(
     usable_points: int,
     options: AnalysisOptions,
     label: str,
+    saturated: frozenset[hull.Resolution] = frozenset(),
 ) -> guard.Decision:
     window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
     return guard.decide(
@@ -908,12 +919,14 @@ def _decide(
         bd=_bd_pair,
         metric_label=label,
         options=options.guard_options,
+        saturated=saturated,
     )  # fmt: skip
 
 
 def _first_pass_decision(
     trials: Sequence[Trial], plan: LadderPlan, window_trials: Sequence[Sequence[Trial]], options: AnalysisOptions, label: str,
     saturation: float,
+    saturated: frozenset[hull.Resolution] = frozenset(),
 ) -> guard.Decision:
     """What the guard decides from the first pass of trials alone."""
     points = [t.point() for t in trials]
@@ -925,7 +938,7 @@ def _first_pass_decision(
     chosen, _ = _choose(env, plan, options, saturation, floor)
     max_kbps = max(r.bitrate_kbps for r in plan.video)
     rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
-    return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label)
+    return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated)
 
 
 def bracket_crfs(
@@ -936,7 +949,7 @@ def bracket_crfs(
     *,
     saturation: float,
     headroom: float = 1.15,
-    max_step: int = 12,
+    max_step: int = BRACKET_MAX_STEP,
 ) -> dict[hull.Resolution, tuple[int, ...]]:
     """One more CRF per size whose profile rungs lie above the size's highest trial bitrate.
 
@@ -976,6 +989,21 @@ def bracket_crfs(
         if crf < a.crf and crf not in crfs.get(res, ()):
             out[res] = (crf,)
     return out
+
+
+def lowest_allowed_crfs(
+    crfs: Mapping[hull.Resolution, Sequence[int]], codec: str, max_step: int = BRACKET_MAX_STEP
+) -> dict[hull.Resolution, int]:
+    """The lowest CRF the search allows at each size: ``max_step`` below its lowest first-pass CRF
+    (:func:`bracket_crfs` goes no further), within the encoder's CRF range."""
+    lo, _hi = getattr(codecs.get(codec), "crf_range", (0, 63))
+    return {res: max(lo, min(c) - max_step) for res, c in crfs.items() if c}
+
+
+def saturated_sizes(trials: Sequence[Trial], lowest: Mapping[hull.Resolution, int]) -> frozenset[hull.Resolution]:
+    """The sizes some trial measured at the lowest CRF the search allows (``lowest``): their quality has
+    saturated, so the guard predicts their rungs above the trials from their own curve."""
+    return frozenset(t.resolution for t in trials if t.resolution in lowest and t.crf <= lowest[t.resolution])
 
 
 @dataclass(frozen=True)

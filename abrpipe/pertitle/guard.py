@@ -7,7 +7,10 @@ all of which must pass for the per-title ladder to be used:
 * **enough points**: at least ``min_points`` usable (non-dominated) trial points, and at least two at
   the size of every per-title rung, so every rung's quality is interpolated, not guessed;
 * **predicted saving**: the per-title ladder's BD-rate against the fixed ladder, both predicted from
-  the pooled trial curves, is at most ``-min_saving_pct`` (a margin for the prediction error);
+  the pooled trial curves, is at most ``-min_saving_pct`` (a margin for the prediction error). A fixed
+  rung above every trial of its size is predicted cautiously (see :func:`predict`): from its size's
+  own curve when that size was measured at the lowest CRF the search allows (its quality has
+  saturated), else the best quality any size reaches at that bitrate;
 * **overlap**: the two predicted ladders share at least ``min_overlap`` of their combined quality range,
   so the BD-rate describes more than a sliver of the ladders;
 * **prediction check**: every sampled window on its own must predict a saving too. Each window's
@@ -24,7 +27,7 @@ below an absolute floor, so there it can still start higher. The notes say where
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,14 +79,39 @@ def rung_quality(env: hull.Envelope, resolution: hull.Resolution, kbps: float) -
     return q, False
 
 
+def saturated_bound(curve: hull.ResolutionCurve, kbps: float) -> float | None:
+    """A cautious (high) quality for ``curve``'s size at ``kbps`` above its highest trial, when that
+    trial is at the lowest CRF the search allows; None with fewer than two points.
+
+    Quality is concave in ln(kbps) where it saturates, so the straight line through the curve's two
+    highest points, carried on to ``kbps``, lies above the size's real curve there. The bound is that
+    line, and never less than the highest trial plus the gain between the two highest trials (one
+    more CRF step's worth), so a rung just above the trials still gets a margin.
+    """
+    if len(curve.points) < 2:
+        return None
+    prev, last = curve.points[-2], curve.points[-1]
+    gain = max(0.0, last.quality - prev.quality)
+    span = math.log(last.kbps) - math.log(prev.kbps)
+    along = gain / span * max(0.0, math.log(kbps) - math.log(last.kbps)) if span > 0 else 0.0
+    return last.quality + max(gain, along)
+
+
 def predict(
-    env: hull.Envelope, rungs: Sequence[tuple[hull.Resolution, float]], *, generous: bool = False
+    env: hull.Envelope,
+    rungs: Sequence[tuple[hull.Resolution, float]],
+    *,
+    generous: bool = False,
+    saturated: Collection[hull.Resolution] = (),
 ) -> list[tuple[float, float]] | None:
     """(kbps, quality) of each (resolution, kbps) rung on ``env``; None if a size has no curve there.
 
     ``generous`` (used for the ladder we compare against): a rung above its size's highest trial
-    bitrate, where the curve is only held flat, gets the best quality any size reaches at that bitrate
-    instead, so an unmeasured stretch never makes the fixed ladder look worse than it may be.
+    bitrate, where the curve is only held flat, gets a cautious upper bound instead, so an unmeasured
+    stretch never makes the fixed ladder look worse than it may be. For a size in ``saturated``
+    (measured at the lowest CRF the search allows: more bits at that size buy little) the bound comes
+    from the size's own curve (:func:`saturated_bound`), never from other sizes; for any other size it
+    is the best quality any size reaches at that bitrate.
     """
     out = []
     for res, kbps in rungs:
@@ -92,7 +120,8 @@ def predict(
             return None
         q = got[0]
         if generous and kbps > env.curve(res).max_kbps:
-            q = max(q, env.quality_at(kbps))
+            own = saturated_bound(env.curve(res), kbps) if res in saturated else None
+            q = max(q, env.quality_at(kbps) if own is None else own)
         out.append((kbps, q))
     return out
 
@@ -107,10 +136,12 @@ def decide(
     bd: BdFunction,
     metric_label: str = "quality",
     options: GuardOptions | None = None,
+    saturated: Collection[hull.Resolution] = (),
 ) -> Decision:
     """Decide between the per-title ladder ``per_title`` and the fixed ladder ``fixed`` (each a list of
     (resolution, kbps) rungs) from the pooled curves and each window's own curves (None for a window
-    whose trials gave no curve)."""
+    whose trials gave no curve). ``saturated``: the sizes measured at the lowest CRF the search allows
+    (see :func:`predict`)."""
     opts = options or GuardOptions()
     reasons: list[str] = []
     checks: dict[str, Any] = {"usable_points": usable_points, "min_points": opts.min_points,
@@ -120,13 +151,14 @@ def decide(
     thin = sorted({res for res, _ in per_title if _points_at(pooled, res) < 2})
     if thin:
         reasons.append("too few trial points at " + ", ".join(f"{w}x{h}" for w, h in thin) + " to interpolate a rung there")
-    pt, fx = predict(pooled, per_title), predict(pooled, fixed, generous=True)
+    pt, fx = predict(pooled, per_title), predict(pooled, fixed, generous=True, saturated=saturated)
     if pt is None or fx is None:
         reasons.append("a rung's size has no trial curve")
         return Decision(False, tuple(reasons), checks)
     pct, overlap = bd(fx, pt)
     checks["predicted_bd_rate_pct"] = None if math.isnan(pct) else round(pct, 2)
     checks["predicted_overlap"] = round(overlap, 3)
+    checks["saturated_sizes"] = [f"{w}x{h}" for w, h in sorted(saturated, key=lambda r: (r[0] * r[1], r[1]))]
     if math.isnan(pct):
         reasons.append("no predicted BD-rate (the predicted ladders do not overlap in quality)")
     elif pct > -opts.min_saving_pct:
@@ -136,7 +168,7 @@ def decide(
     per_window: list[float | None] = []
     for env in windows:
         w_pt = predict(env, per_title) if env is not None else None
-        w_fx = predict(env, fixed, generous=True) if env is not None else None
+        w_fx = predict(env, fixed, generous=True, saturated=saturated) if env is not None else None
         if w_pt is None or w_fx is None:
             per_window.append(None)
             continue

@@ -205,3 +205,18 @@ def test_a_second_pass_over_the_budget_is_skipped_and_said(tmp_path):
     assert a.cost.budget_cpu_s == pytest.approx(0.5 * a.cost.fixed_encode_estimate_cpu_s)
     assert a.to_dict()["cost"]["fixed_encode_estimate_cpu_s"] > 0
     assert not a.decision.per_title
+
+
+def test_a_size_measured_at_the_lowest_crf_the_search_allows_counts_as_saturated():
+    from abrpipe.pertitle.analysis import BRACKET_MAX_STEP, lowest_allowed_crfs, saturated_sizes
+
+    lowest = lowest_allowed_crfs({SIZES[h]: c for h, c in DIAGONAL.items()}, "h264")
+    assert lowest == {SIZES[720]: 18 - BRACKET_MAX_STEP, SIZES[540]: 24 - BRACKET_MAX_STEP, SIZES[360]: 30 - BRACKET_MAX_STEP}
+    assert lowest_allowed_crfs({SIZES[720]: (6, 12)}, "h264") == {SIZES[720]: 0}  # never below the encoder's CRF range
+    # The first pass alone reaches no size's lowest allowed CRF.
+    assert saturated_sizes(diagonal(), lowest) == frozenset()
+    # A bracketing CRF stopped by the step limit (360p at CRF 18) saturates that size; one aimed higher (540p at 20) does not.
+    assert saturated_sizes(diagonal() + [trial(360, 18), trial(540, 20)], lowest) == {SIZES[360]}
+    # bracket_crfs stops exactly there: a rung far above 360p's trials is bracketed at the lowest allowed CRF.
+    far = bracket_crfs(diagonal(), [rung(360, 20000)], {SIZES[360]: DIAGONAL[360]}, "h264", saturation=1000.0)
+    assert far == {SIZES[360]: (lowest[SIZES[360]],)}

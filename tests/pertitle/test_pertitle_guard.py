@@ -129,3 +129,94 @@ def test_coverage_notes_say_where_the_per_title_ladder_deliberately_stops():
     assert "does not go below the profile's lowest bitrate (300 kbps)" in notes[1] and "80.0" in notes[1]
     assert guard.coverage_notes([(4000.0, 98.5), (300.0, 80.0)], [(4000.0, 98.5), (300.0, 80.0)],
                                 saturation=95.0, min_kbps=300, metric_label="VMAF") == []  # fmt: skip
+
+
+# A fixed rung above every trial of its size. When the size was measured at the lowest CRF the search
+# allows (it is "saturated"), the guard predicts the rung from that size's own curve with a margin;
+# otherwise it keeps crediting it with the best quality any size reaches at that bitrate.
+
+
+def test_a_saturated_size_is_predicted_from_its_own_curve_with_a_margin():
+    e = env()
+    c360 = e.curve((640, 360))
+    prev, last = c360.points[-2], c360.points[-1]  # CRF 24 and CRF 18 (the lowest CRF, the highest bitrate)
+    kbps = 1200.0  # above 360p's highest trial (800 kbps)
+    assert kbps > c360.max_kbps
+    gain = last.quality - prev.quality
+    along = gain / math.log(last.kbps / prev.kbps) * math.log(kbps / last.kbps)
+    [(_, q)] = guard.predict(e, [((640, 360), kbps)], generous=True, saturated={(640, 360)})
+    assert q == pytest.approx(last.quality + max(gain, along))
+    assert q > last.quality + gain - 1e-9  # at least one more CRF step's gain above the highest trial
+    assert q != pytest.approx(e.quality_at(kbps))  # not the bigger sizes' quality at 1.2 Mbps
+    # Just above the highest trial the margin is the gain between its last two CRFs.
+    [(_, q_near)] = guard.predict(e, [((640, 360), last.kbps * 1.01)], generous=True, saturated={(640, 360)})
+    assert q_near == pytest.approx(last.quality + gain)
+    # The bound lies above the size's real (saturating) curve, so the fixed rung is never undersold.
+    w, h = SIZES[360]
+    true_q = 85.0 * (1 - math.exp(-1.3 * kbps / 200.0))
+    assert q >= true_q and (w, h) == (640, 360)
+
+
+def test_a_size_not_measured_at_the_lowest_crf_keeps_the_best_of_any_size():
+    e = env()
+    kbps = 2000.0
+    for saturated in ((), {(960, 540)}):  # 360p itself is not saturated
+        [(_, q)] = guard.predict(e, [((640, 360), kbps)], generous=True, saturated=saturated)
+        assert q == pytest.approx(e.quality_at(kbps))
+    # A rung inside its size's trials is interpolated whether the size is saturated or not.
+    assert guard.predict(e, [((640, 360), 300.0)], generous=True, saturated={(640, 360)}) == \
+        guard.predict(e, [((640, 360), 300.0)], generous=True)  # fmt: skip
+    # Not generous (the per-title ladder's own rungs): the curve is held flat, saturated or not.
+    [(_, flat)] = guard.predict(e, [((640, 360), kbps)], saturated={(640, 360)})
+    assert flat == pytest.approx(e.curve((640, 360)).max_quality)
+
+
+# The desktop-recording case: the smallest size saturates at low quality (screen text needs pixels); the
+# profile's smallest rung sits far above its trials. The per-title ladder puts those bits into 540p.
+SCREEN_540 = [(42, 40.0, 66.0), (36, 70.0, 80.0), (30, 120.0, 88.0), (24, 200.0, 93.0), (18, 350.0, 96.0)]
+SCREEN_360 = [(30, 20.0, 57.0), (24, 35.0, 61.0), (18, 57.0, 62.6)]  # CRF 18: the lowest the search allows
+SCREEN_FIXED = [((640, 360), 145.0), ((960, 540), 400.0), ((960, 540), 800.0)]
+SCREEN_PT = [((960, 540), 45.0), ((960, 540), 120.0), ((960, 540), 350.0)]
+
+
+def screen_env() -> hull.Envelope:
+    return hull.envelope([hull.TrialPoint(960, 540, c, k, q) for c, k, q in SCREEN_540]
+                         + [hull.TrialPoint(640, 360, c, k, q) for c, k, q in SCREEN_360])  # fmt: skip
+
+
+def test_a_saturated_size_lets_the_guard_see_a_real_saving():
+    e = screen_env()
+    kw = dict(pooled=e, per_title=SCREEN_PT, fixed=SCREEN_FIXED, windows=[e, e], usable_points=8, bd=_bd_pair,
+              metric_label="VMAF")  # fmt: skip
+    before = guard.decide(**kw)
+    assert not before.per_title  # 360p@145k credited with 540p's VMAF at 145 kbps: the ladders barely overlap
+    assert any("share only" in r for r in before.reasons)
+    [(_, q)] = guard.predict(e, SCREEN_FIXED[:1], generous=True, saturated={(640, 360)})
+    assert 62.6 + 1.6 < q < 70  # its own curve: the last step's gain carried on in ln(kbps)
+    after = guard.decide(**kw, saturated={(640, 360)})
+    assert after.per_title, after.reasons
+    assert after.checks["predicted_bd_rate_pct"] < -3 and after.checks["predicted_overlap"] >= 0.5
+    assert after.checks["saturated_sizes"] == ["640x360"]
+
+
+def test_the_saturated_bound_does_not_publish_a_losing_ladder():
+    """360p measured only at CRFs 30/36/42, 30 being the lowest the search allows: its quality still
+    rises steeply there. A per-title ladder that moves the 360p rungs to 720p loses against the real 360p
+    curve; the own-curve bound (the last segment carried on) stays above that curve, so the guard keeps
+    the profile's ladder."""
+    pts = curve_points(720, 1.0) + [p for p in curve_points(360, 1.0) if p.crf >= 30]
+    e = hull.envelope(pts)
+    fixed = [((1280, 720), 4000.0), ((1280, 720), 2500.0), ((640, 360), 1500.0), ((640, 360), 800.0), ((640, 360), 300.0)]
+    losing = [((1280, 720), 4000.0), ((1280, 720), 2500.0), ((1280, 720), 1500.0), ((1280, 720), 800.0), ((1280, 720), 300.0)]
+
+    def true_q(res, kbps):
+        cap, knee = {(1280, 720): (99.0, 900.0), (640, 360): (85.0, 200.0)}[res]
+        return cap * (1 - math.exp(-1.3 * kbps / knee))
+
+    truth, _ = _bd_pair([(k, true_q(r, k)) for r, k in fixed], [(k, true_q(r, k)) for r, k in losing])
+    assert truth > 0  # measured, the per-title ladder loses
+    predicted = guard.predict(e, fixed, generous=True, saturated={(640, 360)})
+    assert all(q >= true_q(r, k) for (r, k), (_, q) in zip(fixed, predicted, strict=True) if r == (640, 360))
+    d = guard.decide(pooled=e, per_title=losing, fixed=fixed, windows=[e], usable_points=8, bd=_bd_pair,
+                     metric_label="VMAF", saturated={(640, 360)})  # fmt: skip
+    assert not d.per_title and any("is not a saving" in r for r in d.reasons)
