@@ -14,7 +14,7 @@ unit costs (list scheduling of the units, audio included; assembling, packaging 
 after them, once) and says where it stops scaling.
 
 Usage: python bench/chunk_bench.py [--seconds 60] [--size 1920x1080] [--preset veryfast]
-           [--chunk-b 30] [--c-seconds 24] [--c-chunk 6] [--c-preset P] [--no-write]
+           [--chunk-b 30] [--c-seconds 60] [--c-chunk 30] [--c-preset P] [--no-write]
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def main() -> None:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--chunk-b", type=float, default=30.0, help="chunk length of (b) and (d), seconds")
-    ap.add_argument("--c-seconds", type=int, default=24, help="length of the excerpt (c) runs on")
-    ap.add_argument("--c-chunk", type=float, default=6.0, help="chunk length of (c)")
+    ap.add_argument("--c-seconds", type=int, default=60, help="length of the excerpt (c) runs on (at most --seconds)")
+    ap.add_argument("--c-chunk", type=float, default=30.0, help="chunk length of (c)")
     ap.add_argument("--c-preset", help="encoder preset of (c) (default: --preset); a faster one shortens the run")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
