@@ -32,6 +32,21 @@ def missing_capability(what: str) -> NoReturn:
     pytest.skip(f"CAPABILITY MISSING: {what}")
 
 
+def require_ffmpeg_tools() -> None:
+    """ffmpeg and ffprobe on PATH, or `missing_capability` (a failure under make test)."""
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        missing_capability("ffmpeg/ffprobe are not installed (make test installs them)")
+
+
+def require_modules(*names: str) -> None:
+    """Import these modules (an extra of the project), or `missing_capability` (a failure under make test)."""
+    for name in names:
+        try:
+            __import__(name)
+        except ImportError:
+            missing_capability(f"the Python module {name} is not installed (make venv installs it)")
+
+
 requires_ffmpeg = pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="ffmpeg/ffprobe not installed (make test installs them)"
 )

@@ -9,7 +9,6 @@ import json
 import os
 import posixpath
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from media import TINY_PROFILE, make_clip, requires_ffmpeg, small_tmpfs
+from media import TINY_PROFILE, make_clip, require_ffmpeg_tools, requires_ffmpeg, small_tmpfs
 from s3server import ACCESS_KEY, REQUIRE_ENV, SECRET_KEY, Proxy, client_env, seaweedfs
 
 from abrpipe import storage
@@ -117,8 +116,7 @@ def s3(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mezz(s3, tmp_path_factory):
     """Two different 4-s sources in s3://mezz/: a.mp4 and b.mp4."""
-    if not shutil.which("ffmpeg"):
-        pytest.skip("ffmpeg not installed")
+    require_ffmpeg_tools()
     d = tmp_path_factory.mktemp("mezz")
     make_clip(d / "a.mp4", size="480x270", rate="15", seconds=4)
     make_clip(d / "b.mp4", size="480x270", rate="15", seconds=4, audio="sine=frequency=880:sample_rate=48000",

@@ -14,7 +14,7 @@ from pathlib import Path
 import m3u8
 import pytest
 from lxml import etree
-from media import ROOT, SHARED_SCHEMA, joined_rendition, make_clip, requires_ffmpeg
+from media import ROOT, SHARED_SCHEMA, joined_rendition, make_clip, require_ffmpeg_tools, requires_ffmpeg
 from text_media import CAPTIONS, SIDECAR_CUES, SIDECAR_VTT, SOURCE_CUES, caption_events, make_text_source
 
 from abrpipe import mp4, registry, subtitles
@@ -39,8 +39,7 @@ def text_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def text_source(text_dir) -> Path:
-    if not shutil.which("ffmpeg"):
-        pytest.skip("ffmpeg not installed")
+    require_ffmpeg_tools()
     return make_text_source(text_dir)
 
 

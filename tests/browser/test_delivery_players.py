@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from harness import play, require_browser, summary
+from media import require_ffmpeg_tools
 
 from abrpipe import registry
 from abrpipe.pipeline import Job, run_job
@@ -33,8 +33,7 @@ EXPECTED = [(0.5, 1, 0, 0), (2.5, 1, 128, 0), (4.5, 1, 64, 36), (6.5, 2, 0, 0), 
 
 @pytest.fixture(scope="module")
 def delivered(tmp_path_factory) -> Path:
-    if not shutil.which("ffmpeg"):
-        pytest.skip("ffmpeg not installed")
+    require_ffmpeg_tools()
     root = tmp_path_factory.mktemp("delivery-players")
     clip = root / "clip.mp4"
     subprocess.run(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from harness import play, require_browser, summary
+from media import require_ffmpeg_tools
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from protect_media import (  # noqa: E402
@@ -34,8 +35,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    if not shutil.which("ffmpeg"):
-        pytest.skip("ffmpeg not installed")
+    require_ffmpeg_tools()
     return tiny_clip(tmp_path_factory.mktemp("protect-src"))
 
 

@@ -4,12 +4,12 @@ the subtitle tracks with their languages, and show the selected track's cues at 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from harness import play, require_browser, summary
+from media import require_ffmpeg_tools
 
 from abrpipe import registry, subtitles
 from abrpipe.pipeline import Job, run_job
@@ -25,8 +25,7 @@ RUNS = [("hlsjs", "master.m3u8"), ("shaka", "master.m3u8"), ("dashjs", "manifest
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory) -> Path:
-    if not shutil.which("ffmpeg"):
-        pytest.skip("ffmpeg not installed")
+    require_ffmpeg_tools()
     root = tmp_path_factory.mktemp("subtitle-players")
     source = make_text_source(root, captions=False)
     sidecar = root / "fr.vtt"

@@ -12,15 +12,14 @@ import math
 from types import SimpleNamespace
 
 import pytest
-from media import TINY_PROFILE, ffmpeg, requires_ffmpeg
+from media import TINY_PROFILE, ffmpeg, require_modules, requires_ffmpeg
 
 from abrpipe import registry
 from abrpipe.pertitle import guard, hull
 from abrpipe.plan import PlannedRung
 from abrpipe.probe import probe
 
-pytest.importorskip("scipy")
-pytest.importorskip("bjontegaard")
+require_modules("scipy", "bjontegaard")
 
 from abrpipe.pertitle.analysis import AnalysisOptions, Trial, _bd_pair, analyse, bracket_crfs  # noqa: E402  (needs scipy)
 

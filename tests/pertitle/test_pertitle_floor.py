@@ -14,12 +14,12 @@ import math
 from types import SimpleNamespace
 
 import pytest
+from media import require_modules
 
 from abrpipe.pertitle import guard, hull, ladder
 from abrpipe.plan import PlannedRung
 
-pytest.importorskip("scipy")
-pytest.importorskip("bjontegaard")
+require_modules("scipy", "bjontegaard")
 
 from abrpipe.pertitle.analysis import AnalysisOptions, Floor, _bd_pair, _choose, _predict_fixed, ladder_floor  # noqa: E402
 
