@@ -27,17 +27,25 @@ For a source and a (single-codec) profile:
    :class:`CostModel` estimates one fixed-ladder encode of the whole title (every planned rung's pixels
    x frames) and the second pass; :func:`budget_second_pass` runs the pass whole, on fewer sizes (the
    cheapest first), or not at all, so that the analysis, as estimated, stays within ``max_cost`` (2x)
-   fixed-ladder encodes, ``max_cost_short`` (3x) for titles under 30 s. Skipped or shrunk passes are
-   noted; the guard then decides on what it has (an unmeasured rung of a size not measured at its
-   lowest allowed CRF still counts at the best any size reaches there). The first pass itself always runs: the budget bounds only what is added to it.
+   fixed-ladder encodes, ``max_cost_short`` (3x) for titles under 30 s, planning within
+   ``budget_margin`` (85 %) of it since the fixed-ladder encode is an estimate. Skipped or shrunk passes
+   are noted; the guard then decides on what it has (an unmeasured rung of a size not measured at its
+   lowest allowed CRF still counts at the best any size reaches there). The first pass itself always
+   runs; a title analysed whole is scored more sparsely (``whole_every_nth``) to keep it affordable.
+   **Calibration.** The per-title ladder is encoded capped-CRF (its rungs are trial points); the
+   profile's ladder targets bitrates. The first pass also encodes one profile rung exactly as the fixed
+   ladder does (:func:`calibration_rung`) on every window, which says what a bitrate target is worth in
+   CRF bits (:func:`fixed_rate_efficiency`); the guard predicts the fixed ladder with it.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
-   rung size: the trial is upscaled first) on every Nth frame, with VMAF when an ffmpeg with libvmaf is
+   rung size: the trial is upscaled first) on every Nth frame (6th; 10th for a title analysed whole), with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
 5. **Ladder.** Per-resolution curves and their envelope (:mod:`.hull`); rungs up to the profile's
    highest rung bitrate, the top where quality saturates (VMAF 95 / PSNR-Y 45 dB), the bottom where the
    envelope reaches the quality predicted for the profile's lowest rung (:func:`ladder_floor`: never
    above the profile's lowest bitrate, never below ``floor_kbps`` / ``floor_fraction`` of it), at most
-   as many rungs as the profile gives this source, each at the resolution the envelope picks; the
+   as many rungs as the profile gives this source, each at the resolution the envelope picks, then
+   moved to the whole CRF its size's trials measured nearest its bitrate (``rate_control = "crf"``:
+   capped CRF, so the final encode repeats a measured trial; ``"vbr"`` keeps bitrate targets); the
    result is a :class:`~abrpipe.profile.Profile` (:mod:`.ladder`) that ``pipeline.run_job`` encodes
    directly.
 
@@ -94,12 +102,14 @@ TRIAL_CAP_FACTOR = 2
 # Trial outputs are fragmented MP4 (one fragment per GOP) so their bytes and duration are read from
 # the boxes exactly as the final renditions' are.
 _TRIAL_MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof"
+_CALIBRATION_NAME = "calibration_vbr.mp4"
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
     metric: str | None = None  # None: VMAF if an ffmpeg with libvmaf is available, else PSNR-Y
-    crfs: tuple[int, ...] | None = None  # None: CRF_GRIDS[codec family]
+    crfs: tuple[int, ...] | None = None  # None: CRF_GRIDS[codec family], on a diagonal (crf_plan)
+    diagonal_sizes: int = 5  # the diagonal slides from the grid's low end to its high end over this many sizes
     segment_s: float = 2.0  # length of each sampled window
     seconds_per_segment: float = 8.0  # one window per this many seconds of title ...
     min_segments: int = 3  # ... at least this many ...
@@ -108,7 +118,11 @@ class AnalysisOptions:
     whole_piece_s: float = 5.0  # ... in pieces of at most this length
     scene_aware: bool = True  # sampled titles: find the shot cuts first and keep each window inside one shot
     scene_threshold: float = 0.3  # ffmpeg's scene score above which a frame starts a new shot
-    every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost)
+    every_nth: int = 6  # score frames 0, N, 2N, ... of each sampled window (VMAF is most of the analysis' cost)
+    # A title analysed whole is scored more sparsely: its pieces hold every frame of the title, so at the
+    # sampled density a short clip would score more frames per trial than a long title does, and its
+    # analysis would cost more than 3 fixed-ladder encodes (VMAF costs about twice a veryfast encode per pixel).
+    whole_every_nth: int = 10
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
     # The lowest per-title rung follows quality: it sits where the hull reaches the quality predicted for
@@ -120,12 +134,16 @@ class AnalysisOptions:
     # take, and the harder it is for rate control to hold a rendition to its declared bitrate.
     floor_kbps: float = 32.0
     floor_fraction: float = 0.25
+    rate_control: str = "crf"  # how the per-title rungs are encoded: ladder.RATE_CONTROLS
     bracket_fixed: bool = True  # measure the profile's rungs the first trials only extrapolate, when it can matter
     # The analysis' CPU budget, in estimated fixed-ladder encodes of the same title: the second (bracketing)
     # pass runs, or runs on fewer sizes, only while the whole analysis stays within it.
     max_cost: float = 2.0  # titles of long_title_s and more ...
     max_cost_short: float = 3.0  # ... shorter ones (fixed costs weigh more on a short clip)
     long_title_s: float = 30.0
+    # The second pass plans within this share of the budget: the budget is checked against an estimate of
+    # the fixed-ladder encode, which has come out up to 18 % above the encode as measured.
+    budget_margin: float = 0.85
     guard_options: guard.GuardOptions = field(default_factory=guard.GuardOptions)  # when to keep the profile's ladder
 
 
@@ -297,8 +315,9 @@ EventCallback = Callable[[str], None]
 
 
 def sample_windows(duration_s: float, options: AnalysisOptions | None = None) -> tuple[Window, ...]:
+    """The windows to analyse: K evenly spread windows, or the whole (short) title in pieces (the last
+    piece runs to the end: its ``duration_s`` is None)."""
     options = options or AnalysisOptions()
-    """The windows to analyse: K evenly spread windows, or the whole (short) title in pieces."""
     if not (math.isfinite(duration_s) and duration_s > 0):
         raise ValueError(f"duration must be positive, got {duration_s!r}")
     k = max(options.min_segments, min(options.max_segments, math.ceil(duration_s / options.seconds_per_segment)))
@@ -368,13 +387,18 @@ def scene_cuts(source: SourceMedia, threshold: float) -> list[float]:
     return [float(m) for m in re.findall(r"pts_time:\s*([0-9.]+)", res.stderr)]
 
 
-def crf_plan(codec: str, sizes: Sequence[hull.Resolution], per_size: int = 3) -> dict[hull.Resolution, tuple[int, ...]]:
+def crf_plan(
+    codec: str, sizes: Sequence[hull.Resolution], per_size: int = 3, diagonal_sizes: int = 5
+) -> dict[hull.Resolution, tuple[int, ...]]:
     """The CRFs to trial at each size: a diagonal through the CRF x size grid.
 
     A size is only worth measuring where it can be on the rate/quality hull: the largest size wins at
     high bitrates (low CRFs), the smallest at low bitrates (high CRFs). So the largest size gets the
-    ``per_size`` lowest CRFs of the family's grid and the smallest the ``per_size`` highest, sizes in
-    between slide evenly (a half step is rounded to a whole CRF). Three points per size instead of five
+    ``per_size`` lowest CRFs of the family's grid and each smaller size slides towards the highest, evenly
+    over ``diagonal_sizes`` sizes or more (a half step is rounded to a whole CRF). A ladder with fewer
+    sizes (a small source) slides as far per size as a five-size one, not across the whole grid: its
+    smallest size holds the profile's lowest rungs, which sit in the middle of the grid (a 640x272 film's
+    416x176 at 145 kbps is near CRF 25), not at its coarse end. Three points per size instead of five
     (15 trials instead of 25 for five sizes) and no high-CRF encodes of the big sizes, whose points
     fall far below any rung's quality. A single size gets the whole grid.
     """
@@ -386,9 +410,10 @@ def crf_plan(codec: str, sizes: Sequence[hull.Resolution], per_size: int = 3) ->
     span = (grid[-1] - grid[0]) - (per_size - 1) * step  # how far the 3-CRF window slides
     encoder = codecs.get(codec)
     c_lo, c_hi = getattr(encoder, "crf_range", (0, 63))
+    slide = span / max(len(ordered) - 1, diagonal_sizes - 1)  # per size
     out = {}
     for i, res in enumerate(ordered):
-        first = lo + span * i / (len(ordered) - 1)
+        first = lo + slide * i
         out[res] = tuple(sorted({min(max(int(round(first + k * step)), c_lo), c_hi) for k in range(per_size)}))
     return out
 
@@ -517,10 +542,12 @@ def build_trial_command(
     window: Window,
     measure_size: tuple[int, int],
     cap: tuple[int, int],
-) -> tuple[list[str], dict[tuple[tuple[int, int], int], str], dict[int, str]]:
+    calibration: PlannedRung | None = None,
+) -> tuple[list[str], dict[tuple[tuple[int, int], int | None], str], dict[int, str]]:
     """One ffmpeg command: decode ``window`` once, encode every (candidate x CRF) trial and write the
     reference(s). Returns (argv, trial file per (resolution, crf), reference file per fps divisor);
-    the files are relative to the directory the command runs in."""
+    the files are relative to the directory the command runs in. ``calibration``: one profile rung also
+    encoded exactly as the fixed ladder encodes it, keyed (its resolution, None)."""
     assert source.video is not None and plan.base_fps is not None
     opts: dict[str, str] = {"protocol_whitelist": source.protocol_whitelist}
     if window.start_s > 0:
@@ -534,7 +561,7 @@ def build_trial_command(
     divisors = sorted({c.fps_divisor for c in cands})
     split = v.filter_multi_output("split", len(cands) + len(divisors))
     outputs = []
-    trials: dict[tuple[tuple[int, int], int], str] = {}
+    trials: dict[tuple[tuple[int, int], int | None], str] = {}
     refs: dict[int, str] = {}
     for i, c in enumerate(cands):
         branch = split.stream(i)
@@ -542,9 +569,18 @@ def build_trial_command(
             branch = branch.filter("fps", fps=str(plan.base_fps / c.fps_divisor))
         branch = branch.filter("scale", c.width, c.height, flags="bicubic").filter("setsar", "1")
         mine = list(crfs[c.resolution])
-        per_crf = [branch] if len(mine) == 1 else [
-            branch.filter_multi_output("split", len(mine)).stream(j) for j in range(len(mine))
+        calibrate = calibration is not None and (calibration.width, calibration.height) == c.resolution
+        count = len(mine) + calibrate
+        per_crf = [branch] if count == 1 else [
+            branch.filter_multi_output("split", count).stream(j) for j in range(count)
         ]  # fmt: skip
+        if calibration is not None and calibrate:
+            # The profile's rung exactly as the fixed ladder encodes it (bitrate target and VBV): what its
+            # bitrate is worth against the CRF trials of the same size (guard.rate_efficiency).
+            cal_opts = encode.video_options(calibration, plan, None)
+            cal_opts.setdefault("threads", "1")
+            trials[(c.resolution, None)] = _CALIBRATION_NAME
+            outputs.append(ffmpeg.output(per_crf.pop(), _CALIBRATION_NAME, format="mp4", movflags=_TRIAL_MOVFLAGS, **cal_opts))
         for crf, stream in zip(mine, per_crf, strict=True):
             # Exactly the options the real encode gives this rung (plug-in options + the profile's own).
             enc_opts = encode.video_options(trial_rung(c, crf, plan, cap), plan, None)
@@ -607,11 +643,12 @@ def analyse(
     cands = candidates(source, profile, plan)
     measure_size = cands[0].resolution
     engine = metric_engine(options.metric)
-    crf_by_size = {c.resolution: tuple(options.crfs) for c in cands} if options.crfs else crf_plan(codec, [c.resolution for c in cands])
+    crf_by_size = {c.resolution: tuple(options.crfs) for c in cands} if options.crfs else crf_plan(codec, [c.resolution for c in cands], diagonal_sizes=options.diagonal_sizes)
     crfs = tuple(sorted({crf for v in crf_by_size.values() for crf in v}))
     windows = sample_windows(source.duration_s, options)
     cut_times: list[float] = []
-    if options.scene_aware and windows and windows[0].duration_s is not None:
+    # Shots matter only to sampled windows: pieces of a title analysed whole cover every frame anyway.
+    if options.scene_aware and windows and windows[-1].duration_s is not None:
         emit("finding shot cuts (scene score) to keep each window inside one shot")
         cut_times = scene_cuts(source, options.scene_threshold)
         windows = place_in_shots(windows, cut_times, source.duration_s)
@@ -633,16 +670,24 @@ def analyse(
     label = METRIC_LABELS.get(engine.metric, engine.metric)
     tmp = tempfile.mkdtemp(prefix="abrpipe-pertitle-", dir=work_dir) if work_dir else tempfile.mkdtemp(prefix="abrpipe-pertitle-")
 
-    def run_pass(trial_source: SourceMedia, pass_crfs: Mapping[hull.Resolution, Sequence[int]], suffix: str) -> None:
-        """Trial-encode and score ``pass_crfs`` on every window; the results join the pooled and the
-        per-window trials."""
+    # The fixed ladder targets bitrates; a per-title ladder encoded capped-CRF is made of trial points. One
+    # profile rung encoded the fixed ladder's way on the same windows says what its bitrates are worth.
+    calibration = calibration_rung(plan, measure_size) if options.rate_control == "crf" else None
+    calibration_parts: list[tuple[int, int, float, metrics.QualityScore]] = []  # (window, bytes, seconds, score)
+    whole = bool(windows) and windows[-1].duration_s is None
+    every_nth = options.whole_every_nth if whole else options.every_nth
+
+    def run_pass(trial_source: SourceMedia, pass_crfs: Mapping[hull.Resolution, Sequence[int]], suffix: str,
+                 calibrate: PlannedRung | None = None) -> None:  # fmt: skip
+        """Trial-encode and score ``pass_crfs`` (and ``calibrate``) on every window; the results join the
+        pooled and the per-window trials."""
         nonlocal encode_cpu, metric_cpu
         pass_cands = [c for c in cands if c.resolution in pass_crfs]
         pass_all = sorted({crf for v in pass_crfs.values() for crf in v})
         for n, window in enumerate(windows, 1):
             wdir = os.path.join(tmp, f"window{n:02d}{suffix}")
             os.makedirs(wdir, exist_ok=True)
-            argv, trials, refs = build_trial_command(trial_source, plan, pass_cands, pass_crfs, window, measure_size, cap)
+            argv, trials, refs = build_trial_command(trial_source, plan, pass_cands, pass_crfs, window, measure_size, cap, calibrate)
             emit(f"window {n}/{len(windows)} at {window.start_s:.1f} s: {len(trials)} trial encodes ({len(pass_cands)} sizes, "
                  f"CRFs {pass_all[0]}-{pass_all[-1]})")  # fmt: skip
             c0 = children_cpu_s()
@@ -656,7 +701,7 @@ def analyse(
             c1 = children_cpu_s()
             encode_cpu += c1 - c0
             emit(f"window {n}/{len(windows)}: scoring {len(trials)} trials with {label} at {measure_size[0]}x{measure_size[1]}")
-            sized: dict[int, list[tuple[tuple[hull.Resolution, int], str, int, float]]] = {}
+            sized: dict[int, list[tuple[tuple[hull.Resolution, int | None], str, int, float]]] = {}
             for (res, crf), name in trials.items():
                 path = os.path.join(wdir, name)
                 try:
@@ -672,11 +717,14 @@ def analyse(
                     # One metric process per reference: the reference is read once for all its trials.
                     batch_scores = metrics.measure_batch(
                         engine, os.path.join(wdir, refs[divisor]), [path for _, path, _, _ in batch],
-                        width=measure_size[0], height=measure_size[1], every_nth=options.every_nth,
+                        width=measure_size[0], height=measure_size[1], every_nth=every_nth,
                     )  # fmt: skip
                 except metrics.MetricError as exc:
                     raise EncodeError(f"{source.path}: scoring the trials of window {n} failed: {exc}") from None
                 for ((res, crf), _, size, dur), score in zip(batch, batch_scores, strict=True):
+                    if crf is None:
+                        calibration_parts.append((n, size, dur, score))
+                        continue
                     if dur > 0 and size > 0 and math.isfinite(score.mean):
                         window_trials[n - 1].append(Trial(res[0], res[1], crf, size * 8 / dur / 1000, score.mean, score.frames, dur))
                     bytes_[(res, crf)] = bytes_.get((res, crf), 0) + size
@@ -698,7 +746,7 @@ def analyse(
         if needs_index(source, windows):
             emit(f"{source.format_name} has no keyframe index: copying the video into Matroska for exact seeking")
             trial_source = indexed_copy(source, tmp)
-        run_pass(trial_source, crf_by_size, "")
+        run_pass(trial_source, crf_by_size, "", calibration)
         # What the first pass cost, per encoded pixel-frame and per scored trial: the basis of the budget.
         window_s = sum(seconds.values()) / max(1, len(seconds))  # seconds of title each trial covered
         model = CostModel.measured(
@@ -715,12 +763,13 @@ def analyse(
             first = _pooled_trials(scores, bytes_, seconds)
             bracketed = bracket_crfs(first, plan.video, crf_by_size, codec, saturation=saturation)
             first_saturated = saturated_sizes(first, lowest_allowed_crfs(crf_by_size, codec))
-            if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation,
-                                                      first_saturated).per_title:  # fmt: skip
+            first_efficiency, _ = fixed_rate_efficiency(window_trials, calibration, calibration_parts)
+            if bracketed and not _first_pass_decision(first, plan, window_trials, options, label, saturation, codec,
+                                                      first_saturated, first_efficiency).per_title:  # fmt: skip
                 bracketed, budget_note = budget_second_pass(
                     bracketed, {(w, h): w * h * fps_of[(w, h)] * window_s for (w, h) in bracketed}, model,
                     spent_cpu_s=children_cpu_s() - cpu0, fixed_cpu_s=model.fixed_encode_cpu_s(plan, source.duration_s),
-                    max_ratio=cost_budget(source.duration_s, options),
+                    max_ratio=cost_budget(source.duration_s, options), margin=options.budget_margin,
                 )  # fmt: skip
                 if budget_note:
                     notes.append(budget_note)
@@ -752,7 +801,7 @@ def analyse(
     floor = ladder_floor(env, plan, options, saturation)
     chosen, rung_notes = _choose(env, plan, options, saturation, floor)
     notes.extend(rung_notes)
-    rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
+    rungs = _final_rungs(env, chosen, floor, max_kbps, options, codec)
     sat_kbps = env.kbps_for_quality(saturation)
     if sat_kbps is None:
         notes.append(f"quality never reaches {label} {saturation:g} in the trials: the top rung is the profile's highest bitrate")
@@ -760,18 +809,22 @@ def analyse(
         notes.append(f"{label} {saturation:g} is reached at {sat_kbps:.0f} kbps: the top rung stops there, below the profile's {max_kbps} kbps")
     if any(r.extrapolated for r in rungs):
         notes.append("the lowest rung lies below every trial's bitrate: its quality is extrapolated")
-    if any(r.rate_control == "crf" for r in profile.rungs):
-        notes.append("the profile's rungs use rate_control = crf; the per-title ladder targets bitrates (vbr)")
+    if options.rate_control == "crf":
+        notes.append("each per-title rung is encoded capped-CRF at the CRF its size's trials measured at its bitrate "
+                      "(the rung's maxrate caps it)")
     by_res = {c.resolution: c for c in cands}
     per_title = ladder.per_title_profile(
         profile, rungs, {res: c.spec for res, c in by_res.items()},
         description=f"per-title ladder for {os.path.basename(source.path)} from profile {profile.name} "
         f"({label} hull of {len(trials_out)} trials)",
     )  # fmt: skip
-    fixed = tuple(_predict_fixed(env, r) for r in plan.video)
+    efficiency, efficiency_note = fixed_rate_efficiency(window_trials, calibration, calibration_parts)
+    if efficiency_note:
+        notes.append(efficiency_note)
+    fixed = tuple(_predict_fixed(env, r, efficiency) for r in plan.video)
     predicted = _predicted_bd(fixed, rungs)
     saturated = saturated_sizes(trials_out, lowest_allowed_crfs(crf_by_size, codec))
-    decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated)
+    decision = _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated, efficiency)
     notes.extend(guard.coverage_notes(
         [(r.kbps, r.predicted_quality) for r in rungs], [(f.kbps, f.predicted_quality) for f in fixed],
         saturation=saturation, min_kbps=min_kbps, metric_label=label, floor_kbps=floor.kbps, floor_bound=floor.bound,
@@ -790,7 +843,7 @@ def analyse(
         metric=engine.metric,
         metric_ffmpeg=engine.ffmpeg_path,
         measure_size=measure_size,
-        every_nth=options.every_nth,
+        every_nth=every_nth,
         windows=windows,
         crfs=tuple(sorted({*crfs, *(c for v in bracketed.values() for c in v)})),
         candidates=cands,
@@ -908,6 +961,7 @@ def _decide(
     options: AnalysisOptions,
     label: str,
     saturated: frozenset[hull.Resolution] = frozenset(),
+    efficiency: float = 1.0,
 ) -> guard.Decision:
     window_envs = [_window_envelope(w) for w in window_trials if w]  # a window past the end gave no trials
     return guard.decide(
@@ -920,13 +974,27 @@ def _decide(
         metric_label=label,
         options=options.guard_options,
         saturated=saturated,
+        fixed_rate_efficiency=efficiency,
     )  # fmt: skip
+
+
+def _final_rungs(
+    env: hull.Envelope, chosen: Sequence[hull.ChosenRung], floor: Floor, max_kbps: float, options: AnalysisOptions, codec: str
+) -> list[hull.ChosenRung]:
+    """The chosen rungs as they are encoded: bitrates rounded, then (capped CRF) each moved to the whole
+    CRF its size's trials measured nearest to it."""
+    rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
+    if options.rate_control != "crf":
+        return rungs
+    crf_range = getattr(codecs.get(codec), "crf_range", (0, 63))
+    return ladder.capped_crf_rungs(env, rungs, crf_range=crf_range, min_kbps=floor.kbps, max_kbps=max_kbps)
 
 
 def _first_pass_decision(
     trials: Sequence[Trial], plan: LadderPlan, window_trials: Sequence[Sequence[Trial]], options: AnalysisOptions, label: str,
-    saturation: float,
+    saturation: float, codec: str,
     saturated: frozenset[hull.Resolution] = frozenset(),
+    efficiency: float = 1.0,
 ) -> guard.Decision:
     """What the guard decides from the first pass of trials alone."""
     points = [t.point() for t in trials]
@@ -936,9 +1004,48 @@ def _first_pass_decision(
         return guard.Decision(False, ("no usable rate/quality curve",))
     floor = ladder_floor(env, plan, options, saturation)
     chosen, _ = _choose(env, plan, options, saturation, floor)
-    max_kbps = max(r.bitrate_kbps for r in plan.video)
-    rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
-    return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated)
+    rungs = _final_rungs(env, chosen, floor, max(r.bitrate_kbps for r in plan.video), options, codec)
+    return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated, efficiency)
+
+
+def calibration_rung(plan: LadderPlan, size: hull.Resolution) -> PlannedRung | None:
+    """The profile rung the rate-control calibration encodes: the lowest-bitrate bitrate-targeted (vbr)
+    rung at ``size`` (the measuring size, whose CRF trials span the highest bitrates), if any."""
+    mine = [r for r in plan.video if (r.width, r.height) == size and r.crf is None and r.rate_control == "vbr"]
+    return min(mine, key=lambda r: r.bitrate_kbps) if mine else None
+
+
+def fixed_rate_efficiency(
+    window_trials: Sequence[Sequence[Trial]],
+    rung: PlannedRung | None,
+    parts: Sequence[tuple[int, int, float, metrics.QualityScore]],
+) -> tuple[float, str | None]:
+    """What the fixed ladder's bitrate targets are worth in CRF bits (:func:`guard.rate_efficiency`), with
+    a note saying so: the calibration encode of ``rung`` on each window (``parts``: window number, bytes,
+    seconds, score) against that window's own CRF trials of the same size. The guard takes the window
+    where the target wastes least, as it asks every window to show a saving; 1.0 when no window can
+    say (no calibration, or its quality outside its window's trials)."""
+    if rung is None:
+        return 1.0, None
+    size = (rung.width, rung.height)
+    measured: list[tuple[float, float, float]] = []  # (efficiency, kbps, quality) per window
+    for n, nbytes, seconds, score in parts:
+        mine = [t.point() for t in window_trials[n - 1] if t.resolution == size]
+        if seconds <= 0 or nbytes <= 0 or not math.isfinite(score.mean) or not mine:
+            continue
+        kbps = nbytes * 8 / seconds / 1000
+        efficiency = guard.rate_efficiency(hull.ResolutionCurve.from_points(mine), kbps, score.mean)
+        if efficiency is not None:
+            measured.append((efficiency, kbps, score.mean))
+    where = f"the profile's {rung.width}x{rung.height} rung encoded as the fixed ladder encodes it ({rung.bitrate_kbps} kbps target)"
+    if not measured:
+        return 1.0, (f"{where} measured outside its size's CRF trials on every window: the fixed rungs are predicted "
+                     "from the CRF curves as they are") if parts else None  # fmt: skip
+    best = max(measured)
+    each = ", ".join(f"{e:.2f}" for e, _, _ in measured)
+    return best[0], (f"{where} is worth {each} of its bits in CRF bits on the {len(measured)} window(s) that could say "
+                     f"(on the best: {best[2]:.2f} at {best[1]:.0f} kbps, which the CRF trials reach at {best[1] * best[0]:.0f} kbps); "
+                     f"the fixed rungs are predicted at {best[0]:.2f}x their bitrate")  # fmt: skip
 
 
 def bracket_crfs(
@@ -1058,15 +1165,17 @@ def budget_second_pass(
     spent_cpu_s: float,
     fixed_cpu_s: float,
     max_ratio: float,
+    margin: float = 1.0,
 ) -> tuple[dict[hull.Resolution, tuple[int, ...]], str | None]:
     """The part of the second pass the budget allows, and a note when that is not all of it.
 
     ``pixel_frames`` is what one trial at each size encodes over all windows. The analysis may spend
-    ``max_ratio`` x ``fixed_cpu_s`` in all; ``spent_cpu_s`` is gone. The whole pass runs when it fits;
-    otherwise the sizes are added cheapest first while the pass still fits (a smaller pass measures
-    fewer rungs, each on every window); when not even one fits, the pass is skipped.
+    ``max_ratio`` x ``fixed_cpu_s`` in all, and plans within ``margin`` of that (``fixed_cpu_s`` is an
+    estimate); ``spent_cpu_s`` is gone. The whole pass runs when it fits; otherwise the sizes are added
+    cheapest first while the pass still fits (a smaller pass measures fewer rungs, each on every window);
+    when not even one fits, the pass is skipped.
     """
-    budget = max_ratio * fixed_cpu_s
+    budget = max_ratio * fixed_cpu_s * margin
     left = budget - spent_cpu_s
 
     def cost(sizes: Sequence[hull.Resolution]) -> float:
@@ -1080,7 +1189,8 @@ def budget_second_pass(
     if not everything or whole <= left:
         return dict(bracketed), None
     over = f"the {max_ratio:g}x analysis budget"
-    sums = (f"about {whole:.1f} CPU-s on top of the {spent_cpu_s:.1f} spent; budget {budget:.1f} CPU-s = {max_ratio:g} x one "
+    share = "" if margin >= 1 else f"{margin:.0%} of "
+    sums = (f"about {whole:.1f} CPU-s on top of the {spent_cpu_s:.1f} spent; budget {budget:.1f} CPU-s = {share}{max_ratio:g} x one "
             f"fixed-ladder encode, estimated at {fixed_cpu_s:.1f} CPU-s")  # fmt: skip
     kept: list[hull.Resolution] = []
     for res in sorted(everything, key=lambda r: pixel_frames[r] * len(bracketed[r])):
@@ -1116,13 +1226,16 @@ def _bd_pair(anchor: guard.Ladder, test: guard.Ladder) -> tuple[float, float]:
     return res.percent, res.overlap
 
 
-def _predict_fixed(env: hull.Envelope, r: PlannedRung) -> FixedRung:
+def _predict_fixed(env: hull.Envelope, r: PlannedRung, efficiency: float = 1.0) -> FixedRung:
+    """A profile rung's predicted quality: what its size's CRF curve gives at its bitrate x ``efficiency``
+    (what the bitrate target is worth in CRF bits, :func:`fixed_rate_efficiency`)."""
+    worth = r.bitrate_kbps * efficiency
     try:
         env.curve((r.width, r.height))
     except KeyError:  # a size no trial measured (cannot happen with candidates from the same plan)
-        _, best, extrapolated = env.best_at(r.bitrate_kbps, max_resolution=(r.width, r.height))
+        _, best, extrapolated = env.best_at(worth, max_resolution=(r.width, r.height))
         return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, best, extrapolated)
-    q, extrapolated = predict_on_curve(env, (r.width, r.height), r.bitrate_kbps)
+    q, extrapolated = predict_on_curve(env, (r.width, r.height), worth)
     return FixedRung(r.id, r.width, r.height, r.bitrate_kbps, q, extrapolated)
 
 

@@ -39,6 +39,10 @@ from abrpipe.plan import LadderPlan, PlannedRung
 from abrpipe.probe import SourceMedia, probe
 from abrpipe.profile import Profile
 
+#: Both ladders' renditions are scored on every Nth frame: the density of sampled trial windows (a title
+#: analysed whole scores its trials more sparsely, to bound the analysis' cost; the evaluation is not).
+SCORE_EVERY_NTH = AnalysisOptions().every_nth
+
 EventCallback = Callable[[str], None]
 
 
@@ -392,9 +396,9 @@ def evaluate(
         scratch = tempfile.mkdtemp(prefix="abrpipe-score-", dir=base)
         try:
             fixed = measure_job(fixed_result, fixed_out, engine, analysis.measure_size,
-                                every_nth=analysis.every_nth, scratch=scratch, on_event=emit)  # fmt: skip
+                                every_nth=SCORE_EVERY_NTH, scratch=scratch, on_event=emit)  # fmt: skip
             per_title = measure_job(per_title_result, per_title_output, engine, analysis.measure_size,
-                                    every_nth=analysis.every_nth, scratch=scratch, on_event=emit)  # fmt: skip
+                                    every_nth=SCORE_EVERY_NTH, scratch=scratch, on_event=emit)  # fmt: skip
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         cpu["measure"], wall["measure"] = children_cpu_s() - c0, time.monotonic() - w0

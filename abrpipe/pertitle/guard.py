@@ -10,7 +10,10 @@ all of which must pass for the per-title ladder to be used:
   the pooled trial curves, is at most ``-min_saving_pct`` (a margin for the prediction error). A fixed
   rung above every trial of its size is predicted cautiously (see :func:`predict`): from its size's
   own curve when that size was measured at the lowest CRF the search allows (its quality has
-  saturated), else the best quality any size reaches at that bitrate;
+  saturated), else the best quality any size reaches at that bitrate. When the per-title ladder is
+  encoded capped-CRF (its rungs are trial points) and the fixed one targets bitrates, the fixed rungs
+  are predicted at what their bitrate is worth in CRF bits, as measured by encoding one profile rung
+  exactly as the fixed ladder does on the same windows (:func:`rate_efficiency`);
 * **overlap**: the two predicted ladders share at least ``min_overlap`` of their combined quality range,
   so the BD-rate describes more than a sliver of the ladders;
 * **prediction check**: every sampled window on its own must predict a saving too. Each window's
@@ -103,6 +106,7 @@ def predict(
     *,
     generous: bool = False,
     saturated: Collection[hull.Resolution] = (),
+    rate_efficiency: float = 1.0,
 ) -> list[tuple[float, float]] | None:
     """(kbps, quality) of each (resolution, kbps) rung on ``env``; None if a size has no curve there.
 
@@ -112,18 +116,44 @@ def predict(
     (measured at the lowest CRF the search allows: more bits at that size buy little) the bound comes
     from the size's own curve (:func:`saturated_bound`), never from other sizes; for any other size it
     is the best quality any size reaches at that bitrate.
+
+    ``rate_efficiency`` (see :func:`rate_efficiency`): each rung is worth what the CRF trials give at
+    ``kbps x rate_efficiency``; its point stays at ``kbps``.
     """
     out = []
     for res, kbps in rungs:
-        got = rung_quality(env, res, kbps)
+        worth = kbps * rate_efficiency
+        got = rung_quality(env, res, worth)
         if got is None:
             return None
         q = got[0]
-        if generous and kbps > env.curve(res).max_kbps:
-            own = saturated_bound(env.curve(res), kbps) if res in saturated else None
-            q = max(q, env.quality_at(kbps) if own is None else own)
+        if generous and worth > env.curve(res).max_kbps:
+            own = saturated_bound(env.curve(res), worth) if res in saturated else None
+            q = max(q, env.quality_at(worth) if own is None else own)
         out.append((kbps, q))
     return out
+
+
+#: The least :func:`rate_efficiency` the guard credits: one calibration encode per window is a small
+#: sample, so it never counts a bitrate target as wasting more than a quarter of its bits.
+MIN_RATE_EFFICIENCY = 0.75
+
+
+def rate_efficiency(curve: hull.ResolutionCurve, kbps: float, quality: float) -> float | None:
+    """What a bitrate-targeted (VBR) encode at ``kbps`` that measured ``quality`` is worth in CRF bits:
+    the bitrate at which ``curve`` (the CRF trials of the same size) reaches ``quality``, over ``kbps``.
+    Below 1: the target spends more bits than CRF for the same quality. None when ``quality`` lies
+    outside the curve's measured range. Never below :data:`MIN_RATE_EFFICIENCY`."""
+    if len(curve.points) < 2 or not curve.points[0].quality <= quality <= curve.max_quality or kbps <= 0:
+        return None
+    lo, hi = math.log(curve.min_kbps), math.log(curve.max_kbps)
+    for _ in range(60):  # quality rises with the bitrate along the curve: bisect in ln(kbps)
+        mid = (lo + hi) / 2
+        if (curve.quality_at(math.exp(mid)) or 0.0) < quality:
+            lo = mid
+        else:
+            hi = mid
+    return max(MIN_RATE_EFFICIENCY, math.exp(hi) / kbps)
 
 
 def decide(
@@ -137,11 +167,13 @@ def decide(
     metric_label: str = "quality",
     options: GuardOptions | None = None,
     saturated: Collection[hull.Resolution] = (),
+    fixed_rate_efficiency: float = 1.0,
 ) -> Decision:
     """Decide between the per-title ladder ``per_title`` and the fixed ladder ``fixed`` (each a list of
     (resolution, kbps) rungs) from the pooled curves and each window's own curves (None for a window
     whose trials gave no curve). ``saturated``: the sizes measured at the lowest CRF the search allows
-    (see :func:`predict`)."""
+    (see :func:`predict`). ``fixed_rate_efficiency``: what the fixed ladder's bitrate targets are worth
+    in CRF bits (:func:`rate_efficiency`; 1 when the per-title ladder is encoded the same way)."""
     opts = options or GuardOptions()
     reasons: list[str] = []
     checks: dict[str, Any] = {"usable_points": usable_points, "min_points": opts.min_points,
@@ -151,7 +183,9 @@ def decide(
     thin = sorted({res for res, _ in per_title if _points_at(pooled, res) < 2})
     if thin:
         reasons.append("too few trial points at " + ", ".join(f"{w}x{h}" for w, h in thin) + " to interpolate a rung there")
-    pt, fx = predict(pooled, per_title), predict(pooled, fixed, generous=True, saturated=saturated)
+    checks["fixed_rate_efficiency"] = round(fixed_rate_efficiency, 3)
+    pt = predict(pooled, per_title)
+    fx = predict(pooled, fixed, generous=True, saturated=saturated, rate_efficiency=fixed_rate_efficiency)
     if pt is None or fx is None:
         reasons.append("a rung's size has no trial curve")
         return Decision(False, tuple(reasons), checks)
@@ -168,7 +202,7 @@ def decide(
     per_window: list[float | None] = []
     for env in windows:
         w_pt = predict(env, per_title) if env is not None else None
-        w_fx = predict(env, fixed, generous=True, saturated=saturated) if env is not None else None
+        w_fx = predict(env, fixed, generous=True, saturated=saturated, rate_efficiency=fixed_rate_efficiency) if env is not None else None
         if w_pt is None or w_fx is None:
             per_window.append(None)
             continue

@@ -103,6 +103,8 @@ class ChosenRung:
     ``predicted_quality`` is the envelope's quality for this resolution at ``kbps``.
     ``extrapolated`` is True when ``kbps`` lies below every measured point of the allowed resolutions,
     so the prediction is a linear extrapolation rather than an interpolation.
+    ``crf``: the CRF that gives ``kbps`` at this resolution on the trials, for a rung encoded capped-CRF;
+    None for a rung that targets ``kbps`` (VBR).
     """
 
     width: int
@@ -110,6 +112,7 @@ class ChosenRung:
     kbps: float
     predicted_quality: float
     extrapolated: bool = False
+    crf: int | None = None
 
     @property
     def resolution(self) -> Resolution:

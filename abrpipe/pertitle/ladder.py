@@ -48,6 +48,74 @@ def round_rungs(
     return out
 
 
+#: How a per-title ladder's rungs are encoded. "crf": each rung at the CRF its size's trials measured at
+#: its bitrate, capped at the rung's maxrate, so the final encode repeats the measured trial instead of
+#: hoping a bitrate target lands on the curve; "vbr": each rung targets its bitrate (the profile's way).
+RATE_CONTROLS = ("crf", "vbr")
+
+
+def _crf_points(curve: hull.ResolutionCurve) -> tuple[list[float], list[float]]:
+    """(ln kbps, CRF) of the curve's measured CRF points, lowest bitrate first, CRF strictly falling
+    (a point that does not lower the CRF, e.g. one held back by the trials' VBV, is left out)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for p in curve.points:  # Pareto front: bitrate ascending
+        if p.crf is not None and (not ys or p.crf < ys[-1]):
+            xs.append(math.log(p.kbps))
+            ys.append(float(p.crf))
+    return xs, ys
+
+
+def _piecewise(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Linear interpolation through (xs, ys) (xs ascending), carried on along the end segments."""
+    i = 0
+    while i < len(xs) - 2 and x > xs[i + 1]:
+        i += 1
+    return ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i])
+
+
+def crf_for_kbps(curve: hull.ResolutionCurve, kbps: float) -> float | None:
+    """The (fractional) CRF that gives ``kbps`` at this curve's size: ln(kbps) is close to linear in the
+    CRF between neighbouring trials; None with fewer than two CRF points."""
+    xs, ys = _crf_points(curve)
+    return _piecewise(math.log(kbps), xs, ys) if len(xs) >= 2 else None
+
+
+def kbps_for_crf(curve: hull.ResolutionCurve, crf: float) -> float:
+    """The bitrate a CRF gives at this curve's size (the inverse of :func:`crf_for_kbps`)."""
+    xs, ys = _crf_points(curve)
+    return round(math.exp(_piecewise(-crf, [-y for y in ys], xs)), 6)  # -CRF rises with the bitrate
+
+
+def capped_crf_rungs(
+    env: hull.Envelope, rungs: Sequence[hull.ChosenRung], *, crf_range: tuple[int, int], min_kbps: float, max_kbps: float
+) -> list[hull.ChosenRung]:
+    """Give each rung (top first) the whole CRF nearest its bitrate on its size's trials, move the rung to
+    the bitrate that CRF gives there (kept within [min_kbps, max_kbps] by one more CRF step where it can)
+    and re-predict its quality. A rung that lands on or above the (rounded) bitrate of the rung above it is
+    dropped; a size with fewer than two CRF trials keeps its VBR rung."""
+    lo, hi = crf_range
+    out: list[hull.ChosenRung] = []
+    for r in rungs:
+        curve = env.curve(r.resolution)
+        exact = crf_for_kbps(curve, r.kbps)
+        if exact is None:
+            out.append(r)
+            continue
+        crf = min(max(int(round(exact)), lo), hi)
+        while crf < hi and kbps_for_crf(curve, crf) > max_kbps:
+            crf += 1
+        while crf > lo and kbps_for_crf(curve, crf) < min_kbps and kbps_for_crf(curve, crf - 1) <= max_kbps:
+            crf -= 1
+        kbps = kbps_for_crf(curve, crf)
+        if out and nice_kbps(kbps) >= nice_kbps(out[-1].kbps):  # the profile names rungs by these rounded rates
+            continue
+        q = curve.quality_at(kbps)
+        out.append(replace(r, kbps=kbps, predicted_quality=curve.extrapolate_below(kbps) if q is None else q,
+                           extrapolated=q is None, crf=crf))  # fmt: skip
+    return out
+
+
 def per_title_profile(
     base: Profile,
     rungs: Sequence[hull.ChosenRung],
@@ -60,12 +128,14 @@ def per_title_profile(
     Each rung gets an explicit size (the resolution the hull picked, written landscape-first as profile
     sizes are: a portrait source fits it rotated), the bitrate, and maxrate/bufsize in the same ratio to
     the bitrate as the ``base`` rung that has that size (``specs``), whose fps cap, codec profile and
-    level it also keeps. ``crf`` rungs become ``vbr``: the per-title ladder targets bitrates.
+    level it also keeps. A rung with a CRF (:func:`capped_crf_rungs`) is capped CRF, its bitrate the
+    one the trials predict for that CRF; any other rung targets its bitrate (``vbr``, or ``2pass`` where
+    the base rung is two-pass).
     """
     new: list[VideoRungSpec] = []
     for r in rungs:
         spec = specs[r.resolution]
-        kbps = int(round(r.kbps))
+        kbps = int(round(r.kbps)) if r.crf is None else nice_kbps(r.kbps)
         maxrate = max(kbps, int(round(kbps * spec.maxrate_kbps / spec.bitrate_kbps)))
         bufsize = max(1, int(round(kbps * spec.bufsize_kbps / spec.bitrate_kbps)))
         new.append(
@@ -76,8 +146,8 @@ def per_title_profile(
                 maxrate_kbps=maxrate,
                 bufsize_kbps=bufsize,
                 codec=spec.codec,
-                rate_control="vbr" if spec.rate_control == "crf" else spec.rate_control,
-                crf=None,
+                rate_control="crf" if r.crf is not None else "vbr" if spec.rate_control == "crf" else spec.rate_control,
+                crf=r.crf,
                 max_fps=spec.max_fps,
                 codec_profile=spec.codec_profile,
                 level=spec.level,
@@ -89,7 +159,7 @@ def per_title_profile(
         origin="per-title",
         path=None,
         description=description,
-        rate_control="vbr" if base.rate_control == "crf" else base.rate_control,
+        rate_control="crf" if any(r.crf is not None for r in rungs) else "vbr" if base.rate_control == "crf" else base.rate_control,
         rungs=tuple(new),
         warnings=(),
     )
@@ -106,6 +176,7 @@ def rung_rows(profile: Profile, rungs: Sequence[hull.ChosenRung]) -> list[dict[s
             "maxrate_kbps": spec.maxrate_kbps,
             "bufsize_kbps": spec.bufsize_kbps,
             "max_fps": spec.max_fps,
+            "crf": spec.crf,
             "predicted_quality": round(r.predicted_quality, 3),
             "extrapolated": r.extrapolated,
         })  # fmt: skip

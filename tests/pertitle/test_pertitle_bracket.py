@@ -119,11 +119,13 @@ def test_the_second_pass_measures_the_rung_the_first_only_extrapolated(tmp_path)
     src = tmp_path / "bars.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
            "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
-    # A budget that always allows the pass (the budget's own tests follow).
-    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=1000.0)
+    # A budget that always allows the pass (the budget's own tests follow), and the whole diagonal over the
+    # 3 sizes: 180p at CRF 30/36/42.
+    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=1000.0,
+                           diagonal_sizes=3)  # fmt: skip
     a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
     small = [t for t in a.trials if t.height == 180]
-    extra = [t for t in small if t.crf < 30]  # the diagonal gives 180p CRFs 30/36/42 only
+    extra = [t for t in small if t.crf < 30]  # the first pass measures 180p at CRFs 30/36/42 only
     assert len(extra) == 1, [(t.crf, t.kbps) for t in small]
     assert extra[0].kbps >= 150  # aimed above the rung
     assert any(f"320x180 (CRF {extra[0].crf})" in n for n in a.notes)
@@ -194,7 +196,8 @@ def test_a_second_pass_over_the_budget_is_skipped_and_said(tmp_path):
     src = tmp_path / "bars.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
            "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
-    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=0.5)
+    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=0.5,
+                           diagonal_sizes=3)  # fmt: skip
     a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
     assert sorted(t.crf for t in a.trials if t.height == 180) == [30, 36, 42]  # the first pass only
     skipped = [n for n in a.notes if n.startswith("second pass skipped")]

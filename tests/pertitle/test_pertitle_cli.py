@@ -53,18 +53,25 @@ def test_ladder_per_title_json(ladder_run, clip_360p):
     data, _ = ladder_run
     assert data["metric"] == "psnr" and data["codec"] == "h264" and data["preset"] == "ultrafast"
     assert data["resolutions"] == ["640x360", "480x270", "320x180"]
-    # A diagonal through CRF x size: the biggest size gets the lowest CRFs, the smallest the highest.
-    assert data["crfs_by_size"] == {"640x360": [18, 24, 30], "480x270": [24, 30, 36], "320x180": [30, 36, 42]}
+    # A diagonal through CRF x size: the biggest size gets the lowest CRFs, each smaller one slides up.
+    assert data["crfs_by_size"] == {"640x360": [18, 24, 30], "480x270": [21, 27, 33], "320x180": [24, 30, 36]}
     assert len(data["trials"]) == 9 and all(t["kbps"] > 0 and 15 < t["quality"] <= 100 for t in data["trials"])
-    # every 6th frame of two 3-s pieces: 0, 6, ..., 84 at 30 fps; 0, 6, ..., 42 for the 15-fps rung
-    assert data["every_nth_frame"] == 6
-    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {2 * 8}
-    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {2 * 15}
+    # a title analysed whole is scored on every 10th frame of its two 3-s pieces: 0, 10, ..., 80 at 30 fps;
+    # 0, 10, ..., 40 for the 15-fps rung
+    assert data["every_nth_frame"] == 10
+    assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {2 * 5}
+    assert {t["frames"] for t in data["trials"] if t["height"] != 180} == {2 * 9}
     # The lowest rung follows quality: at or below the profile's lowest bitrate (150k), never below the floor
     # of max(32 kbps, a quarter of it).
     assert data["bitrate_range_kbps"] == [150, 600] and 37.5 <= data["floor_kbps"] <= 150
     check_ladder(data["ladder"], (640, 360), math.floor(data["floor_kbps"]), 600, 3)
-    assert data["floor_kbps"] - 0.05 <= data["ladder"][-1]["bitrate_kbps"] <= data["floor_kbps"] + 1.05  # rounded up to whole kbps
+    # Capped CRF: every rung is encoded at the whole CRF its size's trials put nearest to its bitrate, and its
+    # bitrate is the one that CRF gives there; the lowest stays at or above the floor.
+    trial_crfs = {(t["width"], t["height"]): sorted(t2["crf"] for t2 in data["trials"] if t2["height"] == t["height"]) for t in data["trials"]}
+    for r in data["ladder"]:
+        crfs = trial_crfs[(r["width"], r["height"])]
+        assert isinstance(r["crf"], int) and crfs[0] - 6 <= r["crf"] <= crfs[-1] + 6
+    assert data["ladder"][-1]["bitrate_kbps"] >= math.floor(data["floor_kbps"])
     # 6 s: analysed whole, in two pieces (each decoded once, its reference kept small)
     assert data["windows"] == [{"start_s": 0.0, "duration_s": 3.0}, {"start_s": 3.0, "duration_s": None}]
     assert data["cost"]["cpu_s"] > 0
@@ -79,8 +86,8 @@ def test_saved_profile_round_trips(ladder_run, clip_360p):
     data, d = ladder_run
     assert data["saved_profile"] == str(d / "title.toml")
     loaded = registry.load(str(d / "title.toml"))
-    assert [(r.width, r.height, r.bitrate_kbps, r.maxrate_kbps) for r in loaded.rungs] == [
-        (r["width"], r["height"], r["bitrate_kbps"], r["maxrate_kbps"]) for r in data["ladder"]
+    assert [(r.width, r.height, r.bitrate_kbps, r.maxrate_kbps, loaded.rate_control_of(r), loaded.crf_of(r)) for r in loaded.rungs] == [
+        (r["width"], r["height"], r["bitrate_kbps"], r["maxrate_kbps"], "crf", r["crf"]) for r in data["ladder"]
     ]
     plan = plan_ladder(probe(str(clip_360p)), loaded)  # encodes at exactly the sizes the hull picked
     assert [(r.width, r.height, r.bitrate_kbps) for r in plan.video] == [
@@ -147,6 +154,15 @@ def test_compare_json(clip_360p, tmp_path):
         record = json.loads((out / "abrpipe.json").read_text())
         avg = {r["id"]: r["average_bps"] / 1000 for r in record["renditions"]}
         assert {r["id"]: pytest.approx(r["kbps"], abs=0.1) for r in rungs} == avg  # video only
+    # The per-title rungs are encoded capped-CRF at the CRF the analysis chose, the profile's at their bitrate
+    # targets: x264 writes its rate control into the stream (an SEI in the first frame).
+    for name, rungs, crfs in (("per-title", data["per_title"], [r["crf"] for r in data["analysis"]["ladder"]]),
+                              ("fixed", data["fixed"], [None] * len(data["fixed"]))):  # fmt: skip
+        for rung, crf in zip(rungs, crfs, strict=True):
+            stream = b"".join(f.read_bytes() for f in sorted((work / name / rung["id"]).iterdir()))
+            settings = stream[stream.index(b"x264 - core"):][:2000]
+            assert (b"rc=crf" in settings and f" crf={crf}.0 ".encode() in settings) if crf is not None else b"rc=abr" in settings
+    assert data["analysis"]["decision"]["checks"]["fixed_rate_efficiency"] > 0
     assert data["cpu_s"]["analysis"] > 0 and data["cpu_s"]["fixed_encode"] > 0
     assert data["analysis_cpu_vs_fixed_encode"] == pytest.approx(data["cpu_s"]["analysis"] / data["cpu_s"]["fixed_encode"], rel=0.01)
     assert "<svg" in (tmp_path / "cmp.svg").read_text()

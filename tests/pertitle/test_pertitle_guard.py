@@ -220,3 +220,77 @@ def test_the_saturated_bound_does_not_publish_a_losing_ladder():
     d = guard.decide(pooled=e, per_title=losing, fixed=fixed, windows=[e], usable_points=8, bd=_bd_pair,
                      metric_label="VMAF", saturated={(640, 360)})  # fmt: skip
     assert not d.per_title and any("is not a saving" in r for r in d.reasons)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a bitrate target is worth in CRF bits (the per-title ladder is encoded capped-CRF, the
+# profile's targets bitrates): measured by one calibration encode, used to predict the fixed ladder.
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rate_efficiency_is_the_crf_bitrate_for_the_same_quality_over_the_target():
+    curve = env().curve((1280, 720))
+    q = curve.quality_at(1600.0)
+    assert guard.rate_efficiency(curve, 2000.0, q) == pytest.approx(0.8, rel=1e-6)  # 2000k spent, 1600k worth
+    assert guard.rate_efficiency(curve, 1000.0, curve.quality_at(1100.0)) == pytest.approx(1.1, rel=1e-6)
+    # a target that wastes more than a quarter of its bits is credited with a quarter only
+    assert guard.rate_efficiency(curve, 4000.0, q) == guard.MIN_RATE_EFFICIENCY
+    # outside the measured curve nothing can be said
+    assert guard.rate_efficiency(curve, 2000.0, curve.max_quality + 0.5) is None
+    assert guard.rate_efficiency(curve, 2000.0, curve.points[0].quality - 0.5) is None
+
+
+def test_a_wasteful_bitrate_target_turns_an_equal_ladder_into_a_saving_and_only_by_what_was_measured():
+    """The profile's own rungs as the per-title ladder: no saving while both are encoded the same way; when
+    the fixed ladder's targets are measured to be worth 80 % of their bits, the same rungs encoded at the
+    CRF the trials measured save about that, and a measured efficiency of 1 changes nothing."""
+    same = guard.decide(pooled=env(), per_title=FIXED, fixed=FIXED, windows=[env()], usable_points=15, bd=_bd_pair)
+    assert not same.per_title and same.checks["predicted_bd_rate_pct"] == pytest.approx(0.0, abs=0.05)
+    assert same.checks["fixed_rate_efficiency"] == 1.0
+    worth = guard.decide(pooled=env(), per_title=FIXED, fixed=FIXED, windows=[env()], usable_points=15, bd=_bd_pair,
+                         fixed_rate_efficiency=0.8)  # fmt: skip
+    assert worth.per_title and worth.checks["fixed_rate_efficiency"] == 0.8
+    # at most 1 - 0.8 = 20 % (less where a curve saturates or is extrapolated), far beyond the 3 % margin
+    assert -20.5 < worth.checks["predicted_bd_rate_pct"] < -12.0
+    # a fixed ladder that is worth more than its bits (efficiency > 1) is predicted better, never worse
+    better = guard.decide(pooled=env(), per_title=PER_TITLE, fixed=FIXED, windows=[env()], usable_points=15, bd=_bd_pair,
+                          fixed_rate_efficiency=1.3)  # fmt: skip
+    plain = guard.decide(pooled=env(), per_title=PER_TITLE, fixed=FIXED, windows=[env()], usable_points=15, bd=_bd_pair)
+    assert better.checks["predicted_bd_rate_pct"] > plain.checks["predicted_bd_rate_pct"]
+
+
+def test_the_fixed_ladder_is_credited_with_the_least_waste_any_window_measured():
+    """One calibration encode per window: each is priced against its own window's CRF trials, and the guard
+    takes the window where the bitrate target wastes least (as it asks every window to show a saving)."""
+    from fractions import Fraction
+
+    from abrpipe.model import PlannedRung
+    from abrpipe.pertitle.analysis import Trial, calibration_rung, fixed_rate_efficiency
+    from abrpipe.pertitle.metrics import QualityScore
+    from abrpipe.plan import LadderPlan
+
+    def rung(kbps: int, rate_control: str = "vbr") -> PlannedRung:
+        return PlannedRung(f"720p-{kbps}k", "h264", 1280, 720, Fraction(30), 1, kbps, kbps * 11 // 10, kbps * 2,
+                           None, None, None, 60, rate_control)  # fmt: skip
+
+    def window(scale: float) -> list[Trial]:  # the 720p trials of one window
+        return [Trial(p.width, p.height, int(p.crf), p.kbps, p.quality, 10, 2.0) for p in curve_points(720, scale)]
+
+    windows = [window(1.0), window(1.5)]
+    cal = rung(2000)
+    # window 1: the 2000k target reaches what CRF reaches at 1600k (0.8); window 2 (harder) at 1800k (0.9)
+    two_seconds_at_2000k = 2000 * 1000 * 2 // 8  # bytes
+    parts = [(1, two_seconds_at_2000k, 2.0, QualityScore("vmaf", env().curve((1280, 720)).quality_at(1600), 10)),
+             (2, two_seconds_at_2000k, 2.0, QualityScore("vmaf", env(1.5).curve((1280, 720)).quality_at(1800), 10))]  # fmt: skip
+    efficiency, note = fixed_rate_efficiency(windows, cal, parts)
+    assert efficiency == pytest.approx(0.9, rel=1e-4) and "0.80, 0.90" in note and "predicted at 0.90x" in note
+    # a window whose calibration lies outside its own trials says nothing; none that can say: 1.0
+    above = (2, 250_000, 1.0, QualityScore("vmaf", 99.5, 10))
+    assert fixed_rate_efficiency(windows, cal, [parts[0], above])[0] == pytest.approx(0.8, rel=1e-4)
+    assert fixed_rate_efficiency(windows, cal, [above])[0] == 1.0
+    assert fixed_rate_efficiency(windows, None, parts) == (1.0, None)
+    # the calibrated rung: the lowest bitrate-targeted rung at the measuring size
+    plan = LadderPlan("p", "veryfast", "vbr", Fraction(30), 60, 3, (rung(4500), rung(3000), rung(2500, "crf")),
+                      (), (), False, False, (), ("hls", "dash"))  # fmt: skip
+    assert calibration_rung(plan, (1280, 720)).bitrate_kbps == 3000
+    assert calibration_rung(plan, (960, 540)) is None

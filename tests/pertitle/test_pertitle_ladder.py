@@ -138,7 +138,12 @@ def test_crf_plan_is_a_diagonal_through_the_grid():
                     (640, 360): (27, 33, 39), (416, 234): (30, 36, 42)}  # fmt: skip
     assert sum(len(v) for v in plan.values()) == 15  # instead of 25
     assert crf_plan("h264", [(640, 360)]) == {(640, 360): (18, 24, 30, 36, 42)}  # one size: the whole grid
-    assert crf_plan("vp9", sizes[:2]) == {(1280, 720): (24, 32, 40), (960, 540): (40, 48, 56)}
+    # fewer sizes (a small source) slide as far per size as five do, not across the whole grid
+    assert crf_plan("vp9", sizes[:2]) == {(1280, 720): (24, 32, 40), (960, 540): (28, 36, 44)}
+    assert crf_plan("h264", [(640, 272), (416, 176)]) == {(640, 272): (18, 24, 30), (416, 176): (21, 27, 33)}
+    # more sizes than five slide less per size, over the same span
+    six = crf_plan("h264", [(1920, 1080), *sizes])
+    assert six[(1920, 1080)] == (18, 24, 30) and six[(416, 234)] == (30, 36, 42) and six[(960, 540)] == (23, 29, 35)
 
 
 def test_crf_grids():
@@ -306,3 +311,72 @@ def test_compare_ladders_without_enough_points():
     disjoint = compare_ladders(_rungs([(3000, 96), (2000, 94)]), _rungs([(500, 60), (300, 50)]), "vmaf")
     assert disjoint.bd is not None and disjoint.bd.overlap == 0 and math.isnan(disjoint.bd.percent)
     assert "no BD-rate" in disjoint.verdict()
+
+
+# --------------------------------------------------------------------------------------------------
+# Capped CRF: each per-title rung is encoded at the whole CRF its size's trials measured nearest to it
+# --------------------------------------------------------------------------------------------------
+
+
+def _crf_curve_env() -> hull.Envelope:
+    # 720p: CRF 18/24/30 at 4000/1800/800 kbps; 360p: CRF 24/30/36 at 700/320/150 kbps
+    return hull.envelope(
+        [hull.TrialPoint(1280, 720, c, k, q) for c, k, q in ((18, 4000, 98), (24, 1800, 94), (30, 800, 86))]
+        + [hull.TrialPoint(640, 360, c, k, q) for c, k, q in ((24, 700, 85), (30, 320, 76), (36, 150, 62))]
+    )
+
+
+def test_crf_for_kbps_follows_ln_kbps_between_trials_and_inverts():
+    curve = _crf_curve_env().curve((1280, 720))
+    assert ladder.crf_for_kbps(curve, 1800) == pytest.approx(24)
+    assert ladder.crf_for_kbps(curve, math.sqrt(1800 * 800)) == pytest.approx(27)  # halfway in ln(kbps)
+    assert ladder.crf_for_kbps(curve, 4000 * 4000 / 1800) == pytest.approx(12)  # carried on past the ends
+    for crf in (14, 18, 21, 27, 33):
+        assert ladder.crf_for_kbps(curve, ladder.kbps_for_crf(curve, crf)) == pytest.approx(crf)
+    lone = hull.envelope([hull.TrialPoint(640, 360, 30, 320, 76), hull.TrialPoint(1280, 720, 30, 800, 86),
+                          hull.TrialPoint(1280, 720, 24, 1800, 94)]).curve((640, 360))  # fmt: skip
+    assert ladder.crf_for_kbps(lone, 300) is None  # one CRF point: no slope
+
+
+def test_capped_crf_rungs_sit_on_whole_crfs_within_the_ladders_limits():
+    env = _crf_curve_env()
+    chosen = [hull.ChosenRung(1280, 720, 2100, 95), hull.ChosenRung(1280, 720, 1080, 89),
+              hull.ChosenRung(640, 360, 550, 83), hull.ChosenRung(640, 360, 290, 74), hull.ChosenRung(640, 360, 145, 61)]  # fmt: skip
+    rungs = ladder.capped_crf_rungs(env, chosen, crf_range=(0, 51), min_kbps=145, max_kbps=2100)
+    assert [(r.resolution, r.crf) for r in rungs] == [((1280, 720), 23), ((1280, 720), 28), ((640, 360), 26),
+                                                       ((640, 360), 31), ((640, 360), 36)]  # fmt: skip
+    for r in rungs:  # the bitrate the CRF gives, and the quality re-predicted there
+        curve = env.curve(r.resolution)
+        assert r.kbps == pytest.approx(ladder.kbps_for_crf(curve, r.crf))
+        assert r.predicted_quality == pytest.approx(curve.quality_at(r.kbps) if r.kbps >= curve.min_kbps else curve.extrapolate_below(r.kbps))
+    assert rungs[0].kbps <= 2100 and rungs[-1].kbps >= 145
+    assert rungs[-1].kbps == pytest.approx(150) and not rungs[-1].extrapolated  # CRF 36 is a trial point
+    # the nearest CRF would overshoot the top: one step up; would undershoot the floor: one step down
+    top = ladder.capped_crf_rungs(env, [hull.ChosenRung(1280, 720, 1900, 94)], crf_range=(0, 51), min_kbps=145, max_kbps=1900)
+    assert top[0].crf == 24 and top[0].kbps <= 1900
+    low = ladder.capped_crf_rungs(env, [hull.ChosenRung(640, 360, 160, 63)], crf_range=(0, 51), min_kbps=160, max_kbps=2000)
+    assert low[0].crf == 35 and low[0].kbps >= 160
+    # two rungs that land on the same CRF keep only the upper one
+    twins = ladder.capped_crf_rungs(env, [hull.ChosenRung(640, 360, 330, 76), hull.ChosenRung(640, 360, 310, 75)],
+                                    crf_range=(0, 51), min_kbps=145, max_kbps=2000)  # fmt: skip
+    assert [r.crf for r in twins] == [30]
+
+
+def test_a_capped_crf_ladder_is_a_profile_that_encodes_with_its_crfs(tmp_path):
+    from abrpipe import encode
+
+    base = registry.load("default")
+    env = _crf_curve_env()
+    rungs = ladder.capped_crf_rungs(env, [hull.ChosenRung(1280, 720, 2100, 95), hull.ChosenRung(640, 360, 290, 74)],
+                                    crf_range=(0, 51), min_kbps=145, max_kbps=4500)  # fmt: skip
+    prof = _per_title(base, rungs)
+    assert prof.rate_control == "crf"
+    assert [(r.rate_control, r.crf, r.bitrate_kbps) for r in prof.rungs] == [("crf", 23, ladder.nice_kbps(rungs[0].kbps)),
+                                                                           ("crf", 31, ladder.nice_kbps(rungs[1].kbps))]  # fmt: skip
+    loaded = ladder.save_profile(prof, str(tmp_path / "crf.toml"))
+    plan = plan_ladder(source(), loaded)
+    assert [(r.crf, r.rate_control) for r in plan.video] == [(23, "crf"), (31, "crf")]
+    opts = encode.video_options(plan.video[0], plan, None)
+    # capped CRF: the CRF, capped by the rung's VBV (maxrate in the profile's ratio to the bitrate), no target
+    assert opts["crf"] == "23" and "b:v" not in opts
+    assert opts["maxrate"] == f"{plan.video[0].maxrate_kbps}k" and plan.video[0].maxrate_kbps == round(1.1 * plan.video[0].bitrate_kbps)
