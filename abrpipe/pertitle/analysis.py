@@ -31,13 +31,13 @@ For a source and a (single-codec) profile:
    ``budget_margin`` (85 %) of it since the fixed-ladder encode is an estimate. Skipped or shrunk passes
    are noted; the guard then decides on what it has (an unmeasured rung of a size not measured at its
    lowest allowed CRF still counts at the best any size reaches there). The first pass itself always
-   runs; a title analysed whole is scored more sparsely (``whole_every_nth``) to keep it affordable.
+   runs; a title under ``long_title_s`` is scored more sparsely (``short_every_nth``) to keep it affordable.
    **Calibration.** The per-title ladder is encoded capped-CRF (its rungs are trial points); the
    profile's ladder targets bitrates. The first pass also encodes one profile rung exactly as the fixed
    ladder does (:func:`calibration_rung`) on every window, which says what a bitrate target is worth in
    CRF bits (:func:`fixed_rate_efficiency`); the guard predicts the fixed ladder with it.
 4. **Measure.** Every trial is scored against that reference at the measuring size (the ladder's top
-   rung size: the trial is upscaled first) on every Nth frame (6th; 10th for a title analysed whole), with VMAF when an ffmpeg with libvmaf is
+   rung size: the trial is upscaled first) on every Nth frame (6th; 10th for a title under 30 s), with VMAF when an ffmpeg with libvmaf is
    available, else PSNR-Y. Bitrate = bytes of the trial's fragments / their duration.
 5. **Ladder.** Per-resolution curves and their envelope (:mod:`.hull`); rungs up to the profile's
    highest rung bitrate, the top where quality saturates (VMAF 95 / PSNR-Y 45 dB), the bottom where the
@@ -118,11 +118,12 @@ class AnalysisOptions:
     whole_piece_s: float = 5.0  # ... in pieces of at most this length
     scene_aware: bool = True  # sampled titles: find the shot cuts first and keep each window inside one shot
     scene_threshold: float = 0.3  # ffmpeg's scene score above which a frame starts a new shot
-    every_nth: int = 6  # score frames 0, N, 2N, ... of each sampled window (VMAF is most of the analysis' cost)
-    # A title analysed whole is scored more sparsely: its pieces hold every frame of the title, so at the
-    # sampled density a short clip would score more frames per trial than a long title does, and its
-    # analysis would cost more than 3 fixed-ladder encodes (VMAF costs about twice a veryfast encode per pixel).
-    whole_every_nth: int = 10
+    every_nth: int = 6  # score frames 0, N, 2N, ... of each window (VMAF is most of the analysis' cost) ...
+    # ... and of each window of a title under long_title_s this sparser grid: the windows (or the pieces of a
+    # title analysed whole) then cover a fifth of the title to all of it, so at the long titles' density a short
+    # clip scores more frames per trial than a long title does, and its analysis would cost more than the
+    # 3 fixed-ladder encodes it is allowed (VMAF costs about twice a veryfast encode per pixel).
+    short_every_nth: int = 10
     max_ratio: float = 2.0  # largest bitrate ratio between neighbouring rungs
     saturation: float | None = None  # None: SATURATION[metric]
     # The lowest per-title rung follows quality: it sits where the hull reaches the quality predicted for
@@ -674,8 +675,7 @@ def analyse(
     # profile rung encoded the fixed ladder's way on the same windows says what its bitrates are worth.
     calibration = calibration_rung(plan, measure_size) if options.rate_control == "crf" else None
     calibration_parts: list[tuple[int, int, float, metrics.QualityScore]] = []  # (window, bytes, seconds, score)
-    whole = bool(windows) and windows[-1].duration_s is None
-    every_nth = options.whole_every_nth if whole else options.every_nth
+    every_nth = options.short_every_nth if source.duration_s < options.long_title_s else options.every_nth
 
     def run_pass(trial_source: SourceMedia, pass_crfs: Mapping[hull.Resolution, Sequence[int]], suffix: str,
                  calibrate: PlannedRung | None = None) -> None:  # fmt: skip
@@ -1023,8 +1023,9 @@ def fixed_rate_efficiency(
     """What the fixed ladder's bitrate targets are worth in CRF bits (:func:`guard.rate_efficiency`), with
     a note saying so: the calibration encode of ``rung`` on each window (``parts``: window number, bytes,
     seconds, score) against that window's own CRF trials of the same size. The guard takes the window
-    where the target wastes least, as it asks every window to show a saving; 1.0 when no window can
-    say (no calibration, or its quality outside its window's trials)."""
+    where the target wastes least, as it asks every window to show a saving, and credits half of that
+    waste (:func:`guard.credited_efficiency`); 1.0 when no window can say (no calibration, or its
+    quality outside its window's trials)."""
     if rung is None:
         return 1.0, None
     size = (rung.width, rung.height)
@@ -1042,10 +1043,12 @@ def fixed_rate_efficiency(
         return 1.0, (f"{where} measured outside its size's CRF trials on every window: the fixed rungs are predicted "
                      "from the CRF curves as they are") if parts else None  # fmt: skip
     best = max(measured)
+    credited = guard.credited_efficiency(best[0])
     each = ", ".join(f"{e:.2f}" for e, _, _ in measured)
-    return best[0], (f"{where} is worth {each} of its bits in CRF bits on the {len(measured)} window(s) that could say "
-                     f"(on the best: {best[2]:.2f} at {best[1]:.0f} kbps, which the CRF trials reach at {best[1] * best[0]:.0f} kbps); "
-                     f"the fixed rungs are predicted at {best[0]:.2f}x their bitrate")  # fmt: skip
+    return credited, (f"{where} is worth {each} of its bits in CRF bits on the {len(measured)} window(s) that could say "
+                      f"(where it wastes least: {best[2]:.2f} at {best[1]:.0f} kbps, which the CRF trials reach at "
+                      f"{best[1] * best[0]:.0f} kbps); crediting half the waste, the fixed rungs are predicted at "
+                      f"{credited:.2f}x their bitrate")  # fmt: skip
 
 
 def bracket_crfs(

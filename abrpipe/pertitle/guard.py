@@ -13,7 +13,8 @@ all of which must pass for the per-title ladder to be used:
   saturated), else the best quality any size reaches at that bitrate. When the per-title ladder is
   encoded capped-CRF (its rungs are trial points) and the fixed one targets bitrates, the fixed rungs
   are predicted at what their bitrate is worth in CRF bits, as measured by encoding one profile rung
-  exactly as the fixed ladder does on the same windows (:func:`rate_efficiency`);
+  exactly as the fixed ladder does on the same windows (:func:`rate_efficiency`), of which the guard
+  credits half the measured waste (:func:`credited_efficiency`);
 * **overlap**: the two predicted ladders share at least ``min_overlap`` of their combined quality range,
   so the BD-rate describes more than a sliver of the ladders;
 * **prediction check**: every sampled window on its own must predict a saving too. Each window's
@@ -134,16 +135,24 @@ def predict(
     return out
 
 
-#: The least :func:`rate_efficiency` the guard credits: one calibration encode per window is a small
-#: sample, so it never counts a bitrate target as wasting more than a quarter of its bits.
-MIN_RATE_EFFICIENCY = 0.75
+#: The guard credits this share of the waste a calibration measures (and never more than half of a
+#: target's bits): one encode of one rung per window is a small sample, measured at the largest size only,
+#: on windows where a bitrate target has less of the title to spread its bits over than the final encode.
+RATE_CREDIT = 0.5
+
+
+def credited_efficiency(measured: float) -> float:
+    """What the guard takes a bitrate target to be worth, from what a calibration measured: half the waste
+    (:data:`RATE_CREDIT`); a target measured better than CRF is taken at its word (that only flatters the
+    fixed ladder)."""
+    return measured if measured >= 1 else 1.0 - RATE_CREDIT * (1.0 - max(0.0, measured))
 
 
 def rate_efficiency(curve: hull.ResolutionCurve, kbps: float, quality: float) -> float | None:
     """What a bitrate-targeted (VBR) encode at ``kbps`` that measured ``quality`` is worth in CRF bits:
     the bitrate at which ``curve`` (the CRF trials of the same size) reaches ``quality``, over ``kbps``.
     Below 1: the target spends more bits than CRF for the same quality. None when ``quality`` lies
-    outside the curve's measured range. Never below :data:`MIN_RATE_EFFICIENCY`."""
+    outside the curve's measured range."""
     if len(curve.points) < 2 or not curve.points[0].quality <= quality <= curve.max_quality or kbps <= 0:
         return None
     lo, hi = math.log(curve.min_kbps), math.log(curve.max_kbps)
@@ -153,7 +162,7 @@ def rate_efficiency(curve: hull.ResolutionCurve, kbps: float, quality: float) ->
             lo = mid
         else:
             hi = mid
-    return max(MIN_RATE_EFFICIENCY, math.exp(hi) / kbps)
+    return math.exp(hi) / kbps
 
 
 def decide(

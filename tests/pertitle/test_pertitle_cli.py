@@ -56,7 +56,7 @@ def test_ladder_per_title_json(ladder_run, clip_360p):
     # A diagonal through CRF x size: the biggest size gets the lowest CRFs, each smaller one slides up.
     assert data["crfs_by_size"] == {"640x360": [18, 24, 30], "480x270": [21, 27, 33], "320x180": [24, 30, 36]}
     assert len(data["trials"]) == 9 and all(t["kbps"] > 0 and 15 < t["quality"] <= 100 for t in data["trials"])
-    # a title analysed whole is scored on every 10th frame of its two 3-s pieces: 0, 10, ..., 80 at 30 fps;
+    # a title under 30 s is scored on every 10th frame, here of its two 3-s pieces: 0, 10, ..., 80 at 30 fps;
     # 0, 10, ..., 40 for the 15-fps rung
     assert data["every_nth_frame"] == 10
     assert {t["frames"] for t in data["trials"] if t["height"] == 180} == {2 * 5}

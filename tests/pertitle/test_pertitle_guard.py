@@ -233,8 +233,11 @@ def test_rate_efficiency_is_the_crf_bitrate_for_the_same_quality_over_the_target
     q = curve.quality_at(1600.0)
     assert guard.rate_efficiency(curve, 2000.0, q) == pytest.approx(0.8, rel=1e-6)  # 2000k spent, 1600k worth
     assert guard.rate_efficiency(curve, 1000.0, curve.quality_at(1100.0)) == pytest.approx(1.1, rel=1e-6)
-    # a target that wastes more than a quarter of its bits is credited with a quarter only
-    assert guard.rate_efficiency(curve, 4000.0, q) == guard.MIN_RATE_EFFICIENCY
+    assert guard.rate_efficiency(curve, 4000.0, q) == pytest.approx(0.4, rel=1e-6)
+    # the guard credits half of a measured waste, at most half the bits, and a target better than CRF as it is
+    assert guard.credited_efficiency(0.8) == pytest.approx(0.9)
+    assert guard.credited_efficiency(0.4) == pytest.approx(0.7) and guard.credited_efficiency(-1.0) == 0.5
+    assert guard.credited_efficiency(1.1) == 1.1
     # outside the measured curve nothing can be said
     assert guard.rate_efficiency(curve, 2000.0, curve.max_quality + 0.5) is None
     assert guard.rate_efficiency(curve, 2000.0, curve.points[0].quality - 0.5) is None
@@ -282,11 +285,11 @@ def test_the_fixed_ladder_is_credited_with_the_least_waste_any_window_measured()
     two_seconds_at_2000k = 2000 * 1000 * 2 // 8  # bytes
     parts = [(1, two_seconds_at_2000k, 2.0, QualityScore("vmaf", env().curve((1280, 720)).quality_at(1600), 10)),
              (2, two_seconds_at_2000k, 2.0, QualityScore("vmaf", env(1.5).curve((1280, 720)).quality_at(1800), 10))]  # fmt: skip
-    efficiency, note = fixed_rate_efficiency(windows, cal, parts)
-    assert efficiency == pytest.approx(0.9, rel=1e-4) and "0.80, 0.90" in note and "predicted at 0.90x" in note
+    efficiency, note = fixed_rate_efficiency(windows, cal, parts)  # half of window 2's waste credited
+    assert efficiency == pytest.approx(0.95, rel=1e-4) and "0.80, 0.90" in note and "predicted at 0.95x" in note
     # a window whose calibration lies outside its own trials says nothing; none that can say: 1.0
     above = (2, 250_000, 1.0, QualityScore("vmaf", 99.5, 10))
-    assert fixed_rate_efficiency(windows, cal, [parts[0], above])[0] == pytest.approx(0.8, rel=1e-4)
+    assert fixed_rate_efficiency(windows, cal, [parts[0], above])[0] == pytest.approx(0.9, rel=1e-4)
     assert fixed_rate_efficiency(windows, cal, [above])[0] == 1.0
     assert fixed_rate_efficiency(windows, None, parts) == (1.0, None)
     # the calibrated rung: the lowest bitrate-targeted rung at the measuring size
