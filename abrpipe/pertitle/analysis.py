@@ -801,7 +801,7 @@ def analyse(
     floor = ladder_floor(env, plan, options, saturation)
     chosen, rung_notes = _choose(env, plan, options, saturation, floor)
     notes.extend(rung_notes)
-    rungs = _final_rungs(env, chosen, floor, max_kbps, options, codec)
+    rungs = _final_rungs(env, chosen, floor, plan, options, codec)
     sat_kbps = env.kbps_for_quality(saturation)
     if sat_kbps is None:
         notes.append(f"quality never reaches {label} {saturation:g} in the trials: the top rung is the profile's highest bitrate")
@@ -899,6 +899,11 @@ class Floor:
     quality: float  # the quality the profile's lowest rung is predicted to have
 
 
+def absolute_floor(plan: LadderPlan, options: AnalysisOptions) -> float:
+    """The least bitrate any per-title rung may have: ``max(floor_kbps, floor_fraction x the profile's lowest)``."""
+    return max(options.floor_kbps, options.floor_fraction * min(r.bitrate_kbps for r in plan.video))
+
+
 def ladder_floor(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions, saturation: float) -> Floor:
     """Where the per-title ladder's lowest rung sits on ``env`` (see :class:`Floor`).
 
@@ -914,7 +919,7 @@ def ladder_floor(env: hull.Envelope, plan: LadderPlan, options: AnalysisOptions,
     reach = env.kbps_for_quality(target)
     if reach is None or reach >= profile_min * (1 - 1e-6):
         return Floor(profile_min, "profile", target)
-    bounds = [(reach, "quality"), (max(options.floor_kbps, options.floor_fraction * profile_min), "absolute")]
+    bounds = [(reach, "quality"), (absolute_floor(plan, options), "absolute")]
     if len(plan.video) > 1:
         sat = env.kbps_for_quality(saturation)
         top = max_kbps if sat is None else min(max_kbps, sat)
@@ -979,15 +984,18 @@ def _decide(
 
 
 def _final_rungs(
-    env: hull.Envelope, chosen: Sequence[hull.ChosenRung], floor: Floor, max_kbps: float, options: AnalysisOptions, codec: str
+    env: hull.Envelope, chosen: Sequence[hull.ChosenRung], floor: Floor, plan: LadderPlan, options: AnalysisOptions, codec: str
 ) -> list[hull.ChosenRung]:
     """The chosen rungs as they are encoded: bitrates rounded, then (capped CRF) each moved to the whole
-    CRF its size's trials measured nearest to it."""
+    CRF its size's trials measured nearest to it: the lowest may then land a little below the floor (the
+    nearest CRF, not the next one up, so the ladder keeps reaching as low in quality), never below the
+    absolute floor."""
+    max_kbps = max(r.bitrate_kbps for r in plan.video)
     rungs = ladder.round_rungs(env, chosen, min_kbps=floor.kbps, max_kbps=max_kbps)
     if options.rate_control != "crf":
         return rungs
     crf_range = getattr(codecs.get(codec), "crf_range", (0, 63))
-    return ladder.capped_crf_rungs(env, rungs, crf_range=crf_range, min_kbps=floor.kbps, max_kbps=max_kbps)
+    return ladder.capped_crf_rungs(env, rungs, crf_range=crf_range, min_kbps=absolute_floor(plan, options), max_kbps=max_kbps)
 
 
 def _first_pass_decision(
@@ -1004,7 +1012,7 @@ def _first_pass_decision(
         return guard.Decision(False, ("no usable rate/quality curve",))
     floor = ladder_floor(env, plan, options, saturation)
     chosen, _ = _choose(env, plan, options, saturation, floor)
-    rungs = _final_rungs(env, chosen, floor, max(r.bitrate_kbps for r in plan.video), options, codec)
+    rungs = _final_rungs(env, chosen, floor, plan, options, codec)
     return _decide(env, rungs, plan, window_trials, len(hull.pareto(points)), options, label, saturated, efficiency)
 
 

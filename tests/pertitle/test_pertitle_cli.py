@@ -64,14 +64,14 @@ def test_ladder_per_title_json(ladder_run, clip_360p):
     # The lowest rung follows quality: at or below the profile's lowest bitrate (150k), never below the floor
     # of max(32 kbps, a quarter of it).
     assert data["bitrate_range_kbps"] == [150, 600] and 37.5 <= data["floor_kbps"] <= 150
-    check_ladder(data["ladder"], (640, 360), math.floor(data["floor_kbps"]), 600, 3)
+    check_ladder(data["ladder"], (640, 360), 37, 600, 3)  # never below the absolute floor, max(32, 150 / 4)
     # Capped CRF: every rung is encoded at the whole CRF its size's trials put nearest to its bitrate, and its
-    # bitrate is the one that CRF gives there; the lowest stays at or above the floor.
+    # bitrate is the one that CRF gives there; the lowest stays within a CRF step (about 12 %) of the floor.
     trial_crfs = {(t["width"], t["height"]): sorted(t2["crf"] for t2 in data["trials"] if t2["height"] == t["height"]) for t in data["trials"]}
     for r in data["ladder"]:
         crfs = trial_crfs[(r["width"], r["height"])]
         assert isinstance(r["crf"], int) and crfs[0] - 6 <= r["crf"] <= crfs[-1] + 6
-    assert data["ladder"][-1]["bitrate_kbps"] >= math.floor(data["floor_kbps"])
+    assert 0.85 * data["floor_kbps"] <= data["ladder"][-1]["bitrate_kbps"] <= 1.15 * data["floor_kbps"]
     # 6 s: analysed whole, in two pieces (each decoded once, its reference kept small)
     assert data["windows"] == [{"start_s": 0.0, "duration_s": 3.0}, {"start_s": 3.0, "duration_s": None}]
     assert data["cost"]["cpu_s"] > 0
@@ -175,7 +175,7 @@ def test_encode_per_title_with_report(clip_360p, tmp_path):
                   "-o", str(out), "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    check_ladder(data["per_title"]["ladder"], (640, 360), 150, 600, 3)
+    check_ladder(data["per_title"]["ladder"], (640, 360), 37, 600, 3)
     used = data["per_title"]["decision"]["per_title"]
     profile_ladder = [{"width": w, "height": h} for w, h in ((640, 360), (480, 270), (320, 180))]
     ladder = data["per_title"]["ladder"] if used else profile_ladder
