@@ -257,15 +257,18 @@ def coverage_notes(
     floor = min_kbps if floor_kbps is None else floor_kbps
     lowest = min(k for k, _ in per_title)  # the lowest rung's bitrate (the floor, rounded)
     if pt_hi < fx_hi - 0.5:
+        # Below the profile's top bitrate the only reason to stop is saturation (a capped-CRF top rung sits at
+        # the CRF nearest to it, a little above or below the target).
+        stopped = max(k for k, _ in per_title) < max(k for k, _ in fixed) * 0.99
         why = (f"it stops where {metric_label} reaches the saturation target {saturation:g}"
-               if pt_hi >= saturation - 0.5 else "its top rung is the profile's highest bitrate")  # fmt: skip
+               if stopped or pt_hi >= saturation - 0.5 else "its top rung is the profile's highest bitrate")  # fmt: skip
         notes.append(f"coverage: the per-title ladder deliberately tops out at {metric_label} {pt_hi:.1f} ({why}); "
                      f"the profile's top rung is predicted at {fx_hi:.1f}")  # fmt: skip
     if pt_lo > fx_lo + 0.5 and floor_bound == "quality" and floor < min_kbps - 0.5:
         # The floor is where the hull first reaches the fixed ladder's lowest quality; the hull can jump past
         # it there (a larger size's curve starts at its lowest trial), so the lowest rung lands a little higher.
         notes.append(f"coverage: the per-title ladder goes below the profile's lowest bitrate ({min_kbps:g} kbps) to "
-                     f"{lowest:g} kbps (the hull first reaches the profile's lowest rung's {metric_label} {fx_lo:.1f} at "
+                     f"{lowest:.0f} kbps (the hull first reaches the profile's lowest rung's {metric_label} {fx_lo:.1f} at "
                      f"{floor:.1f} kbps); its lowest rung is predicted at {pt_lo:.1f} there")  # fmt: skip
     elif pt_lo > fx_lo + 0.5:
         why = {
@@ -276,6 +279,6 @@ def coverage_notes(
                      f"{metric_label} {pt_lo:.1f}; the profile's lowest rung is predicted at {fx_lo:.1f}")  # fmt: skip
     elif floor < min_kbps - 0.5:
         notes.append(f"coverage: the per-title ladder goes below the profile's lowest bitrate ({min_kbps:g} kbps) to "
-                     f"{lowest:g} kbps, where it is predicted at {metric_label} {pt_lo:.1f}, the quality of the profile's "
+                     f"{lowest:.0f} kbps, where it is predicted at {metric_label} {pt_lo:.1f}, the quality of the profile's "
                      f"lowest rung ({fx_lo:.1f})")  # fmt: skip
     return notes

@@ -237,7 +237,7 @@ def test_windows_on_mpeg_ts_source(tmp_path):
 
     clip = make_clip(tmp_path / "clip.ts", seconds=6, audio=None, extra=("-f", "mpegts"))
     opts = AnalysisOptions(metric="psnr", whole_below_s=0, segment_s=1.0, crfs=(20, 40), seconds_per_segment=20, min_segments=2,
-                           every_nth=5, scene_aware=False)  # fmt: skip
+                           every_nth=5, short_every_nth=5, scene_aware=False)  # fmt: skip
     a = analyse(probe(str(clip)), registry.load(TINY_PROFILE), opts)
     assert [w.start_s for w in a.windows] == [1.0, 4.0] and len(a.trials) == 6
     for t in a.trials:
@@ -274,4 +274,4 @@ def test_vmaf_when_available(tmp_path):
     assert data["metric"] == "vmaf" and data["saturation"] == 95.0
     assert data["resolutions"] == ["480x270", "320x180"]
     assert all(0 <= t["quality"] <= 100 for t in data["trials"])
-    check_ladder(data["ladder"], (480, 270), 150, 350, 2)
+    check_ladder(data["ladder"], (480, 270), 37, 350, 2)  # never below the absolute floor
