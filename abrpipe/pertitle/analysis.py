@@ -570,15 +570,15 @@ def build_trial_command(
             branch = branch.filter("fps", fps=str(plan.base_fps / c.fps_divisor))
         branch = branch.filter("scale", c.width, c.height, flags="bicubic").filter("setsar", "1")
         mine = list(crfs[c.resolution])
-        calibrate = calibration is not None and (calibration.width, calibration.height) == c.resolution
-        count = len(mine) + calibrate
+        calibrate = calibration if calibration is not None and (calibration.width, calibration.height) == c.resolution else None
+        count = len(mine) + (calibrate is not None)
         per_crf = [branch] if count == 1 else [
             branch.filter_multi_output("split", count).stream(j) for j in range(count)
         ]  # fmt: skip
-        if calibration is not None and calibrate:
+        if calibrate is not None:
             # The profile's rung exactly as the fixed ladder encodes it (bitrate target and VBV): what its
             # bitrate is worth against the CRF trials of the same size (guard.rate_efficiency).
-            cal_opts = encode.video_options(calibration, plan, None)
+            cal_opts = encode.video_options(calibrate, plan, None)
             cal_opts.setdefault("threads", "1")
             trials[(c.resolution, None)] = _CALIBRATION_NAME
             outputs.append(ffmpeg.output(per_crf.pop(), _CALIBRATION_NAME, format="mp4", movflags=_TRIAL_MOVFLAGS, **cal_opts))
@@ -634,6 +634,8 @@ def analyse(
     (default: a temporary directory, removed afterwards).
     """
     options = options or AnalysisOptions()
+    if options.rate_control not in ladder.RATE_CONTROLS:
+        raise ValueError(f"AnalysisOptions.rate_control must be one of {ladder.RATE_CONTROLS}, not {options.rate_control!r}")
     emit = on_event or (lambda message: None)
     wall0, cpu0 = time.monotonic(), children_cpu_s()
     if source.video is None:

@@ -111,19 +111,24 @@ def test_measured_rungs_that_do_hold_up_keep_the_profile_ladder():
     assert any("is not a saving" in r for r in after.reasons)
 
 
+def _analyse_bars(tmp_path, max_cost_short: float):
+    """The per-title analysis of a cheap 3-s clip with TINY_PROFILE: a 99 % margin, so the first pass never
+    decides for the per-title ladder, and the whole CRF diagonal over the 3 sizes (180p at CRF 30/36/42,
+    below the profile's 180p rung at 150 kbps)."""
+    src = tmp_path / "bars.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
+           "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
+    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=max_cost_short,
+                           diagonal_sizes=3)  # fmt: skip
+    return analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
+
+
 @requires_ffmpeg
 def test_the_second_pass_measures_the_rung_the_first_only_extrapolated(tmp_path):
     """End to end on a cheap clip: the first pass keeps the profile's ladder (a 99 % margin) and leaves
     the 180p rung (150 kbps) above every 180p trial, so a second pass encodes 180p at one more CRF on
     every window, and the rung is then interpolated on measured points."""
-    src = tmp_path / "bars.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
-           "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
-    # A budget that always allows the pass (the budget's own tests follow), and the whole diagonal over the
-    # 3 sizes: 180p at CRF 30/36/42.
-    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=1000.0,
-                           diagonal_sizes=3)  # fmt: skip
-    a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
+    a = _analyse_bars(tmp_path, max_cost_short=1000.0)  # a budget that always allows the pass (its own tests follow)
     small = [t for t in a.trials if t.height == 180]
     extra = [t for t in small if t.crf < 30]  # the first pass measures 180p at CRFs 30/36/42 only
     assert len(extra) == 1, [(t.crf, t.kbps) for t in small]
@@ -193,12 +198,7 @@ def test_the_budget_is_3x_below_30_s_and_2x_from_30_s_configurable():
 def test_a_second_pass_over_the_budget_is_skipped_and_said(tmp_path):
     """The same clip with a budget the first pass already spends: no extra trial, a note that says why,
     and the guard still decides (on the first pass: the profile's ladder, as before)."""
-    src = tmp_path / "bars.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast",
-           "-crf", "10", "-pix_fmt", "yuv420p", str(src))  # fmt: skip
-    opts = AnalysisOptions(metric="psnr", guard_options=guard.GuardOptions(min_saving_pct=99), max_cost_short=0.5,
-                           diagonal_sizes=3)  # fmt: skip
-    a = analyse(probe(str(src)), registry.load(TINY_PROFILE), opts)
+    a = _analyse_bars(tmp_path, max_cost_short=0.5)
     assert sorted(t.crf for t in a.trials if t.height == 180) == [30, 36, 42]  # the first pass only
     skipped = [n for n in a.notes if n.startswith("second pass skipped")]
     assert len(skipped) == 1 and "0.5x analysis budget" in skipped[0], a.notes
